@@ -1,0 +1,72 @@
+"""The pipeline config: one typed section per stage, read from TOML (`pipelines/*.toml`)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgekd.data import DataConfig
+from edgekd.errors import EdgekdError
+from edgekd.registry import did_you_mean
+from edgekd.stages.bench import BenchConfig
+from edgekd.stages.distill import DistillConfig, StudentConfig
+from edgekd.stages.export import ExportConfig
+from edgekd.stages.quantize import QuantizeConfig
+from edgekd.stages.verify import VerifyConfig
+from edgekd.teachers import TeacherConfig
+
+PIPELINES_DIR = Path(os.environ.get("EDGEKD_PIPELINES", Path(__file__).resolve().parents[1] / "pipelines"))
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    student: StudentConfig = StudentConfig()
+    distill: DistillConfig = DistillConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    export: ExportConfig = ExportConfig()
+    verify: VerifyConfig = VerifyConfig()
+    bench: BenchConfig = BenchConfig()
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The config class that holds the key at `loc`, for suggestions."""
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(model, type) else None
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def explain(error: ValidationError, source: str) -> EdgekdError:
+    err = error.errors()[0]
+    key = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        holder = _model_at(tuple(err["loc"]))
+        valid = list(holder.model_fields) if holder else []
+        hint = did_you_mean(str(err["loc"][-1]), valid) or (f"; valid keys: {', '.join(valid)}" if valid else "")
+        return EdgekdError(f"{source}: unknown key '{key}'{hint}")
+    return EdgekdError(f"{source}: '{key}' {err['msg'].lower()} (got {err.get('input')!r})")
+
+
+def load_config(path: Path | None = None) -> PipelineConfig:
+    """Reads a pipeline TOML; without one, `pipelines/default.toml` (the quick embedded run)."""
+    path = Path(path) if path else PIPELINES_DIR / "default.toml"
+    if not path.is_file():
+        raise EdgekdError(f"config file {path} does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise EdgekdError(f"config file {path} is not valid TOML: {e}") from None
+    try:
+        return PipelineConfig(**raw)
+    except ValidationError as e:
+        raise explain(e, str(path)) from None

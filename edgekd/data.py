@@ -1,0 +1,199 @@
+"""Image data: ImageFolder directories streamed from disk, plus the embedded default.
+
+A data directory holds `train/` and `val/` (or `test/`) ImageFolders, or is one ImageFolder
+that is split with a seed. Images load through PIL and are converted to RGB, so grayscale,
+palette, RGBA and 16-bit files all work; apps feed RGB.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch.utils.data import DataLoader, Dataset, Subset
+from torchvision import datasets, transforms
+
+from edgekd.errors import EdgekdError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VAL_DIRS = ("val", "test")
+
+
+class DataConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = Field(None, description="ImageFolder root; empty = the embedded digits dataset")
+    input_size: int = Field(32, ge=8, le=1024)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    augment: list[str] = Field(["crop", "flip"], description="any of: crop, flip")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="used when the root has no val/ or test/")
+    seed: int = 0
+    batch_size: int = Field(128, ge=1)
+    workers: int = Field(2, ge=0)
+    max_train_samples: int | None = Field(None, ge=1, description="a seeded subset, for small budgets")
+    max_val_samples: int | None = Field(None, ge=1)
+
+
+@dataclass
+class Data:
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    config: DataConfig
+
+    @property
+    def deterministic_train(self) -> bool:
+        """True when a training image looks the same every epoch (no augmentation)."""
+        return not self.config.augment
+
+    def loader(
+        self, split: str, shuffle: bool = False, batch_size: int | None = None, with_index: bool = False
+    ) -> DataLoader:
+        """Batches of (images, labels), or (images, labels, dataset indices) with `with_index`."""
+        dataset = self.train if split == "train" else self.val
+        if with_index:
+            dataset = WithIndex(dataset)
+        workers = self.config.workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size or self.config.batch_size,
+            shuffle=shuffle,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            drop_last=shuffle and len(dataset) > (batch_size or self.config.batch_size),
+        )
+
+    def preprocessing(self) -> dict:
+        """What an app must do to an image before the model sees it (embedded in artifacts)."""
+        c = self.config
+        return {
+            "classes": self.classes,
+            "input_size": [c.input_size, c.input_size],
+            "layout": "NCHW",
+            "channel_order": "RGB",
+            "resize": "bilinear",
+            "scale": 1 / 255,
+            "mean": list(c.mean),
+            "std": list(c.std),
+        }
+
+
+class WithIndex(Dataset):
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return image, label, index
+
+
+def eval_transform(cfg: DataConfig) -> transforms.Compose:
+    return transforms.Compose(
+        [
+            transforms.Resize((cfg.input_size, cfg.input_size)),
+            transforms.ToTensor(),
+            transforms.Normalize(cfg.mean, cfg.std),
+        ]
+    )
+
+
+def train_transform(cfg: DataConfig) -> transforms.Compose:
+    unknown = set(cfg.augment) - {"crop", "flip"}
+    if unknown:
+        raise EdgekdError(f"unknown augmentation {sorted(unknown)} in data.augment; use crop and/or flip")
+    steps: list = [transforms.Resize((cfg.input_size, cfg.input_size))]
+    if "crop" in cfg.augment:
+        steps.append(transforms.RandomCrop(cfg.input_size, padding=cfg.input_size // 8, padding_mode="reflect"))
+    if "flip" in cfg.augment:
+        steps.append(transforms.RandomHorizontalFlip())
+    steps += [transforms.ToTensor(), transforms.Normalize(cfg.mean, cfg.std)]
+    return transforms.Compose(steps)
+
+
+def _image_folder(root: Path, transform) -> datasets.ImageFolder:
+    try:
+        return datasets.ImageFolder(str(root), transform=transform)
+    except (FileNotFoundError, RuntimeError) as e:
+        raise EdgekdError(f"no images found in {root}: put one folder of images per class inside it ({e})") from None
+
+
+def _subset(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
+    if limit is None or limit >= len(dataset):
+        return dataset
+    order = np.random.default_rng(seed).permutation(len(dataset))[:limit]
+    return Subset(dataset, sorted(order.tolist()))
+
+
+def load_data(cfg: DataConfig) -> Data:
+    root = Path(cfg.path) if cfg.path else embedded_digits()
+    if not root.is_dir():
+        raise EdgekdError(f"data directory {root} does not exist; pass --data DIR with an ImageFolder inside")
+    val_dir = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
+    if (root / "train").is_dir() and val_dir is not None:
+        train = _image_folder(root / "train", train_transform(cfg))
+        val = _image_folder(val_dir, eval_transform(cfg))
+        if train.classes != val.classes:
+            raise EdgekdError(f"{root}/train and {val_dir} have different class folders; make them the same")
+    else:
+        train_all = _image_folder(root, train_transform(cfg))
+        val_all = _image_folder(root, eval_transform(cfg))
+        order = np.random.default_rng(cfg.seed).permutation(len(train_all)).tolist()
+        n_val = max(1, int(round(len(order) * cfg.val_fraction)))
+        if len(order) - n_val < 1:
+            raise EdgekdError(f"{root} has too few images ({len(order)}) to split into train and val")
+        train, val = Subset(train_all, order[n_val:]), Subset(val_all, order[:n_val])
+        train.classes = val.classes = train_all.classes  # type: ignore[attr-defined]
+    classes = list(train.classes)  # type: ignore[attr-defined]
+    if len(classes) < 2:
+        raise EdgekdError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2")
+    return Data(
+        train=_subset(train, cfg.max_train_samples, cfg.seed),
+        val=_subset(val, cfg.max_val_samples, cfg.seed),
+        classes=classes,
+        config=cfg,
+    )
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+
+
+def embedded_digits() -> Path:
+    """scikit-learn's handwritten digits (1,797 real 8x8 scans) as an ImageFolder, written once."""
+    root = cache_dir() / "datasets" / "digits-v1"
+    if root.is_dir():
+        return root
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images * (255 / 16)).round().astype(np.uint8)
+    order = np.random.default_rng(0).permutation(len(images))
+    n_val = len(images) // 5
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".digits-", dir=root.parent))
+    for rank, index in enumerate(order):
+        split = "val" if rank < n_val else "train"
+        folder = tmp / split / str(digits.target[index])
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(images[index], mode="L").save(folder / f"{index:04d}.png")
+    try:
+        tmp.rename(root)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def example_batch(data: Data, n: int = 1) -> torch.Tensor:
+    return torch.stack([data.val[i][0] for i in range(min(n, len(data.val)))])

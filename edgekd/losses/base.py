@@ -1,0 +1,82 @@
+"""The distillation-loss interface: one small class per method, each with a typed config."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, ValidationError
+from torch import nn
+
+from edgekd.errors import EdgekdError
+from edgekd.registry import Registry, did_you_mean
+
+
+class LossConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DistillLoss(nn.Module):
+    """Maps a batch's student logits, teacher logits and labels to a scalar loss.
+
+    `epoch` is set by the training loop before each epoch, for warm-ups and schedules.
+    Feature-based methods override `attach` to hook layers of both models (and may own
+    learnable adapters: the loss's own parameters are trained with the student's).
+    `uses_teacher_features` tells the distill stage it cannot replace the teacher's
+    forward pass by cached logits.
+    """
+
+    uses_teacher_features: ClassVar[bool] = False
+
+    Config: ClassVar[type[LossConfig]] = LossConfig
+
+    def __init__(self, config: LossConfig):
+        super().__init__()
+        self.config = config
+        self.epoch = 0
+
+    def attach(self, student: nn.Module, teacher: nn.Module) -> None:
+        """Called once before training (and before the optimizer is built), with both models."""
+
+    def detach(self) -> None:
+        """Called once after training: undoes `attach` (removes hooks) so exported models are clean."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+LOSSES: Registry[type[DistillLoss]] = Registry("distillation loss")
+
+
+def create_loss(name: str, params: dict[str, Any] | None = None) -> DistillLoss:
+    cls = LOSSES.get(name)
+    params = params or {}
+    valid = list(cls.Config.model_fields)
+    for key in params:
+        if key not in valid:
+            raise EdgekdError(
+                f"unknown option '{key}' for loss '{name}'{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
+            )
+    try:
+        return cls(cls.Config(**params))
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise EdgekdError(f"loss '{name}' option '{err['loc'][0]}': {err['msg']}") from None
+
+
+def kl_to_probs(
+    student: torch.Tensor, target_probs: torch.Tensor, temperature: float, reduction: str = "mean"
+) -> torch.Tensor:
+    """T^2 * KL(p || softmax(s/T)), summed over classes; batch mean, or per sample with reduction="none".
+
+    `target_probs` p is any distribution (one teacher's, a mix of teachers'); xlogy makes p=0 terms 0.
+    """
+    log_q = F.log_softmax(student / temperature, dim=1)
+    kl = (torch.xlogy(target_probs, target_probs) - target_probs * log_q).sum(dim=1) * temperature**2
+    return kl.mean() if reduction == "mean" else kl
+
+
+def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(softmax(t/T) || softmax(s/T)), summed over classes, batch mean, times T^2 (Hinton 2015)."""
+    return kl_to_probs(student, F.softmax(teacher / temperature, dim=1), temperature)

@@ -1,0 +1,35 @@
+"""Hinton KD (Hinton et al. 2015): (1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T || student_T).
+
+Optional temperature schedule: with `temperature_end` set, T moves linearly from `temperature`
+(epoch 0) to `temperature_end` (epoch `schedule_epochs` and later):
+T(e) = T0 + (T1 - T0) * min(e / schedule_epochs, 1). Without it T is constant, as before.
+"""
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
+
+
+class KDConfig(LossConfig):
+    temperature: float = Field(4.0, gt=0, description="T, or the starting T when temperature_end is set")
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; CE gets 1 - alpha")
+    temperature_end: float | None = Field(None, gt=0, description="final T of a linear schedule; None: constant T")
+    schedule_epochs: int = Field(10, ge=1, description="epochs the schedule takes to reach temperature_end")
+
+
+@LOSSES.register("kd")
+class KD(DistillLoss):
+    Config = KDConfig
+
+    def temperature(self) -> float:
+        c = self.config
+        if c.temperature_end is None:
+            return c.temperature
+        return c.temperature + (c.temperature_end - c.temperature) * min(self.epoch / c.schedule_epochs, 1.0)
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        ce = F.cross_entropy(student, target)
+        return (1 - c.alpha) * ce + c.alpha * soft_kl(student, teacher, self.temperature())

@@ -1,0 +1,37 @@
+"""Multi-teacher logit KD (as in You et al., KDD 2017, with fixed teacher weights).
+
+Soft target p = sum_k w_k softmax(t_k / T), w normalized to sum 1 (equal when not given);
+loss = (1 - alpha) * CE(labels) + alpha * T^2 * KL(p || softmax(s / T)).
+Teacher logits come stacked [n_teachers, batch, classes]; a plain [batch, classes] is one teacher.
+"""
+
+from typing import Annotated
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from edgekd.errors import EdgekdError
+from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, kl_to_probs
+
+
+class MultiTeacherConfig(LossConfig):
+    weights: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, min_length=1, description="one weight per teacher, normalized to sum 1; None: equal"
+    )
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; CE gets 1 - alpha")
+
+
+@LOSSES.register("multi_teacher")
+class MultiTeacher(DistillLoss):
+    Config = MultiTeacherConfig
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        c, t = self.config, self.config.temperature
+        stacked = teacher if teacher.dim() == 3 else teacher[None]
+        w = torch.tensor(c.weights or [1.0] * len(stacked), dtype=student.dtype, device=student.device)
+        if len(w) != len(stacked):
+            raise EdgekdError(f"multi_teacher: {len(w)} weights given for {len(stacked)} teachers")
+        probs = torch.einsum("k,kbc->bc", w / w.sum(), F.softmax(stacked / t, dim=2))
+        return (1 - c.alpha) * F.cross_entropy(student, target) + c.alpha * kl_to_probs(student, probs, t)

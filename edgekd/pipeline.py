@@ -1,0 +1,175 @@
+"""`build`: the whole pipeline, distill -> quantize -> export -> verify -> bench -> report.
+
+Training stages write into `OUT/work/<stage>-<hash>/`, the hash taken over the stage's config
+and its inputs: a rerun with the same settings reuses finished stages, a changed setting
+reruns only the stages that depend on it, and `resume=True` continues an interrupted one
+from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from edgekd.config import PipelineConfig
+from edgekd.data import Data, load_data
+from edgekd.environment import environment
+from edgekd.errors import EdgekdError
+from edgekd.io import save_torch, sha256
+from edgekd.progress import log
+from edgekd.stages.bench import bench
+from edgekd.stages.distill import distill, load_student
+from edgekd.stages.export import export
+from edgekd.stages.quantize import load_quantized, quantize
+from edgekd.stages.report import table_rows, write_report
+from edgekd.stages.verify import verify
+from edgekd.targets import Target, host_target, load_target
+from edgekd.teachers import load_teacher, train_teacher
+from edgekd.train import accuracy, predict
+
+
+def stage_key(*parts: object) -> str:
+    text = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def stage_dir(out: Path, stage: str, key: str, resume: bool) -> Path:
+    """The stage's work folder; a leftover partial run is cleared unless resuming."""
+    folder = out / "work" / f"{stage}-{key}"
+    if folder.is_dir() and not resume:
+        for partial in folder.glob("*.ckpt"):
+            partial.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@dataclass
+class Teacher:
+    model: nn.Module
+    source: str
+    key: str  # identifies the teacher for stage keys
+    val_accuracy: float
+
+
+def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) -> Teacher:
+    if cfg.teacher.path:
+        model = load_teacher(cfg.teacher, len(data.classes), cfg.data.input_size)
+        source, key = str(cfg.teacher.path), sha256(Path(cfg.teacher.path))
+    else:
+        key = stage_key(cfg.teacher.model_dump(mode="json"), cfg.data.model_dump(mode="json"), data.classes)
+        folder = stage_dir(out, "teacher", key, resume)
+        final = folder / "teacher.pt"
+        if final.is_file():
+            model = load_teacher(cfg.teacher.model_copy(update={"path": final}), len(data.classes), cfg.data.input_size)
+            log(f"teacher: reusing {final}")
+        else:
+            model, _ = train_teacher(cfg.teacher, data, folder / "teacher.ckpt")
+            save_torch(model.state_dict(), final)
+        source = f"{cfg.teacher.arch} trained by edgekd ({final})"
+    return Teacher(model, source, key, accuracy(*predict(model, data.loader("val"))))
+
+
+def _host_and(target: Target) -> list[Target]:
+    host = host_target()
+    return [host] if target.runs_on_host() and target.arch == host.arch else [host, target]
+
+
+def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False) -> dict:
+    """Runs every stage; returns the report (also written to OUT/report.json and report.md)."""
+    target = load_target(target_name)
+    out = Path(out)
+    data = load_data(cfg.data)
+    log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
+    teacher = prepare_teacher(cfg, data, out, resume)
+    log(f"teacher: {teacher.source}, val accuracy {teacher.val_accuracy:.2%}")
+
+    distill_key = stage_key(
+        teacher.key,
+        cfg.distill.model_dump(mode="json"),
+        cfg.student.model_dump(mode="json"),
+        cfg.data.model_dump(mode="json"),
+    )
+    folder = stage_dir(out, "distill", distill_key, resume)
+    student_path = folder / "student_fp32.pt"
+    # keyed by teacher and data: distill runs with other losses or students reuse it
+    logits_cache = out / "work" / f"teacher-logits-{stage_key(teacher.key, cfg.data.model_dump(mode='json'))}.npy"
+    if not student_path.is_file():
+        distill(cfg.distill, cfg.student, data, teacher.model, folder, logits_cache)
+    student, student_ckpt = load_student(student_path)
+    models = {"fp32": student}
+    references = {"fp32": predict(student, data.loader("val"))[0]}
+    log(f"student {cfg.student.name}: fp32 val accuracy {student_ckpt['val_accuracy']:.2%}")
+
+    int8_accuracy = None
+    if cfg.quantize.enabled:
+        flavour = target.int8
+        quantize_key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), flavour.model_dump())
+        folder = stage_dir(out, "quantize", quantize_key, resume)
+        qat_path = folder / "student_int8_qat.pt"
+        if not qat_path.is_file():
+            distill_loss = (cfg.distill.loss, cfg.distill.params)
+            quantize(cfg.quantize, student_path, data, teacher.model, flavour, distill_loss, folder, logits_cache)
+        models["int8"], qat_ckpt = load_quantized(qat_path)
+        references["int8"] = predict(models["int8"], data.loader("val"))[0]
+        int8_accuracy = qat_ckpt["val_accuracy"]
+        log(f"student int8 (QAT, {flavour.activations}/{flavour.weights}): val accuracy {int8_accuracy:.2%}")
+
+    artifacts = export(cfg.export, models, student_ckpt["preprocessing"], out / "artifacts")
+    checks = verify(cfg.verify, artifacts, references, data, target)
+    artifact_facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
+
+    tables = []
+    for each in _host_and(target):
+        rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, each), on_host=each.runs_on_host())
+        tables.append(
+            {
+                "target": each.name,
+                "description": each.description,
+                "arch": each.arch,
+                "measured": any(r["status"] == "ok" for r in rows),
+                "threads": cfg.bench.threads or each.threads,
+                "int8": each.int8.model_dump(),
+                "rows": rows,
+            }
+        )
+    facts = {
+        "target": target.name,
+        "edgekd_version": _version(),
+        "config": cfg.model_dump(mode="json"),
+        "environment": environment(),
+        "data": {
+            "path": str(cfg.data.path or "embedded: scikit-learn digits"),
+            "classes": data.classes,
+            "train_samples": len(data.train),
+            "val_samples": len(data.val),
+            "input_size": cfg.data.input_size,
+        },
+        "teacher": {"source": teacher.source, "val_accuracy": teacher.val_accuracy},
+        "student": {
+            "arch": cfg.student.name,
+            "val_accuracy_fp32": student_ckpt["val_accuracy"],
+            "val_accuracy_int8": int8_accuracy,
+        },
+        "artifacts": artifact_facts,
+        "tables": tables,
+    }
+    report = write_report(facts, out)
+    failed = [c for c in checks if not c.passed]
+    if failed:
+        worst = failed[0]
+        raise EdgekdError(
+            f"artifact {worst.artifact} agrees with its PyTorch model on {worst.agreement:.2%} of validation "
+            f"images, below the required {worst.min_agreement:.2%} (report: {out / 'report.md'}); "
+            "lower verify.min_agreement_* only if that loss is acceptable"
+        )
+    return report
+
+
+def _version() -> str:
+    from edgekd import __version__
+
+    return __version__

@@ -1,0 +1,21 @@
+"""`python -m edgekd.runtime ARTIFACT --runtime NAME ...`: measure one artifact, print JSON."""
+
+import argparse
+import json
+
+from edgekd.runtime.measure import measure
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m edgekd.runtime")
+    parser.add_argument("artifact")
+    parser.add_argument("--runtime", required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=100)
+    args = parser.parse_args()
+    print(json.dumps(measure(args.runtime, args.artifact, args.threads, args.warmup, args.runs)))
+
+
+if __name__ == "__main__":
+    main()

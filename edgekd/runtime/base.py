@@ -1,0 +1,53 @@
+"""What every runtime session offers. This sub-package needs only numpy and the runtime
+itself, so it can be copied to a device and run there (`python -m edgekd.runtime`)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+
+class Session:
+    runtime = ""
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Logits for a float32 NCHW batch."""
+        raise NotImplementedError
+
+    def input_shape(self) -> list[int]:
+        """Input shape with the batch dimension set to 1."""
+        raise NotImplementedError
+
+    def executed_precision(self) -> dict:
+        """Which precision the runtime really ran the convolutions in, read from its own graph."""
+        return {}
+
+
+RUNTIMES: dict[str, tuple[Callable[[], str | None], Callable[..., Session]]] = {}
+
+
+def register(name: str, version: Callable[[], str | None]):
+    def add(opener: Callable[..., Session]):
+        RUNTIMES[name] = (version, opener)
+        return opener
+
+    return add
+
+
+def runtime_version(name: str) -> str | None:
+    """Installed version of a runtime, or None when it is not installed."""
+    return RUNTIMES[name][0]()
+
+
+def open_session(runtime: str, path: str, threads: int, **options) -> Session:
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime '{runtime}'; known: {', '.join(sorted(RUNTIMES))}")
+    return RUNTIMES[runtime][1](path, threads, **options)
+
+
+def summarize_convs(kinds: list[str]) -> dict:
+    """`kinds` holds 'int8' or 'fp32' per convolution the runtime executes."""
+    int8 = kinds.count("int8")
+    precision = "int8" if kinds and int8 == len(kinds) else "fp32" if int8 == 0 else "mixed"
+    return {"precision": precision, "int8_convs": int8, "convs": len(kinds)}

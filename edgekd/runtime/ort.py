@@ -1,0 +1,65 @@
+"""onnxruntime, CPU execution provider."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections import Counter
+
+import numpy as np
+
+from edgekd.runtime.base import Session, register, summarize_convs
+
+
+def _version() -> str | None:
+    try:
+        import onnxruntime
+
+        return onnxruntime.__version__
+    except ImportError:
+        return None
+
+
+class OrtSession(Session):
+    runtime = "onnxruntime"
+
+    def __init__(self, path: str, threads: int, reference: bool = False):
+        """`reference`: no graph optimization, so Q/DQ pairs run as written, in float: the
+        quantized arithmetic every conforming runtime implements, free of one CPU's kernels."""
+        import onnxruntime as ort
+
+        self._optimized = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if reference:
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        # the optimized graph tells which kernels onnxruntime really runs
+        options.optimized_model_filepath = self._optimized
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch.astype(np.float32, copy=False)})[0]
+
+    def input_shape(self) -> list[int]:
+        shape = self.session.get_inputs()[0].shape
+        return [1] + [int(d) for d in shape[1:]]
+
+    def executed_precision(self) -> dict:
+        import onnx
+
+        graph = onnx.load(self._optimized, load_external_data=False).graph
+        os.unlink(self._optimized)
+        ops = Counter(node.op_type for node in graph.node)
+        kinds = []
+        for op, count in ops.items():
+            if op in ("QLinearConv", "ConvInteger"):
+                kinds += ["int8"] * count
+            elif op in ("Conv", "FusedConv", "NhwcFusedConv"):
+                kinds += ["fp32"] * count
+        return summarize_convs(kinds) | {"optimized_ops": dict(ops.most_common())}
+
+
+register("onnxruntime", _version)(OrtSession)

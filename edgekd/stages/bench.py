@@ -1,0 +1,76 @@
+"""Latency, throughput, memory and size of every artifact on a target.
+
+Each measurement runs in a fresh process (`python -m edgekd.runtime`), so peak memory is
+that artifact's alone and runs do not warm each other's caches. What cannot run here (an
+ARM target on an x86 host, a runtime that is not installed) is reported as not run, with
+the reason, never as a result.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import sys
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgekd.progress import progress
+from edgekd.runtime import runtime_version
+from edgekd.stages.export import Artifact
+from edgekd.targets import Target
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    warmup: int = Field(20, ge=0)
+    runs: int = Field(200, ge=1)
+    threads: int | None = Field(None, ge=1, description="empty = the target's thread count")
+    timeout_s: float = Field(300, gt=0)
+
+
+def _not_run(artifact: Artifact, reason: str) -> dict:
+    return {"artifact": artifact.name, "runtime": artifact.runtime, "status": "not run", "reason": reason}
+
+
+def _why_not_here(target: Target, artifact: Artifact) -> str | None:
+    if not target.runs_on_host():
+        return (
+            f"needs an {target.arch} device; this host is {platform.machine()} "
+            "(remote devices and emulation come with a later edgekd)"
+        )
+    if artifact.runtime not in target.runtimes:
+        return f"{artifact.runtime} is not a runtime of target '{target.name}'"
+    if runtime_version(artifact.runtime) is None:
+        return f"{artifact.runtime} is not installed (pip install {artifact.runtime})"
+    return None
+
+
+def measure_in_subprocess(artifact: Artifact, threads: int, cfg: BenchConfig) -> dict:
+    command = [sys.executable, "-m", "edgekd.runtime", artifact.path, "--runtime", artifact.runtime]
+    command += ["--threads", str(threads), "--warmup", str(cfg.warmup), "--runs", str(cfg.runs)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.timeout_s)
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "reason": f"timed out after {cfg.timeout_s:.0f} s"}
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"status": "failed", "reason": last}
+    return {"status": "ok"} | json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target) -> list[dict]:
+    threads = cfg.threads or target.threads
+    rows = []
+    with progress() as bar:
+        task = bar.add_task(f"bench on {target.name}", total=len(artifacts), status="")
+        for artifact in artifacts:
+            reason = _why_not_here(target, artifact)
+            bar.update(task, status=artifact.name)
+            if reason:
+                rows.append(_not_run(artifact, reason))
+            else:
+                rows.append({"artifact": artifact.name} | measure_in_subprocess(artifact, threads, cfg))
+            bar.advance(task)
+    return rows

@@ -1,0 +1,131 @@
+"""Distill a teacher into a mobile student."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from edgekd.data import Data
+from edgekd.errors import EdgekdError
+from edgekd.io import atomic_path, save_torch
+from edgekd.losses import DistillLoss, create_loss
+from edgekd.models import create_model
+from edgekd.train import TrainConfig, accuracy, fit, predict
+
+
+class StudentConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "mobilenet_v2"
+    small_input: bool = Field(True, description="stride-1 stem for small images (32x32 and below)")
+
+
+class DistillConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    loss: str = "kd"
+    params: dict[str, Any] = Field({}, description="options of the chosen loss")
+    train: TrainConfig = TrainConfig(epochs=10, lr=0.05)
+
+
+def teacher_logits_cache(teacher: nn.Module, data: Data, path: Path) -> np.ndarray:
+    """The teacher's logits for every training image, computed once and memory-mapped.
+
+    Only valid when the training transform is deterministic: with augmentation every epoch
+    shows the teacher new pixels, so the teacher runs online instead (`use_cache`).
+    """
+    if not path.is_file():
+        logits = predict(teacher, data.loader("train"))[0].numpy()
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, logits)
+    cache = np.load(path, mmap_mode="r")
+    if len(cache) != len(data.train):
+        raise EdgekdError(f"teacher logits cache {path} holds {len(cache)} images, not {len(data.train)}; delete it")
+    return cache
+
+
+def use_cache(loss: DistillLoss, data: Data) -> bool:
+    return data.deterministic_train and not loss.uses_teacher_features
+
+
+def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray | None = None):
+    """A training-step loss: the student learns from the frozen teacher's outputs, read from
+    `cache` by dataset index when given (the loader then yields indices)."""
+
+    def step(student: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+        images, labels = batch[0], batch[1]
+        if cache is not None:
+            teacher_logits = torch.from_numpy(np.ascontiguousarray(cache[batch[2].numpy()]))
+        else:
+            with torch.no_grad():
+                teacher_logits = teacher(images)
+        return loss(student(images), teacher_logits, labels)
+
+    return step
+
+
+def save_student(model: nn.Module, student: StudentConfig, data: Data, path: Path, **extra: Any) -> Path:
+    """A student checkpoint: weights plus everything needed to rebuild and preprocess for it."""
+    save_torch(
+        {
+            "arch": student.name,
+            "small_input": student.small_input,
+            "num_classes": len(data.classes),
+            "preprocessing": data.preprocessing(),
+            "state_dict": model.state_dict(),
+            **extra,
+        },
+        path,
+    )
+    return path
+
+
+def load_student(path: Path) -> tuple[nn.Module, dict]:
+    from edgekd.train import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    model = create_model(ckpt["arch"], ckpt["num_classes"], ckpt["small_input"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), ckpt
+
+
+def distill(
+    cfg: DistillConfig,
+    student: StudentConfig,
+    data: Data,
+    teacher: nn.Module,
+    out_dir: Path,
+    logits_cache: Path | None = None,
+) -> Path:
+    """Trains `student` against `teacher`; returns the student checkpoint `student_fp32.pt`.
+
+    `logits_cache`: where the teacher's training-set logits are kept between epochs and runs.
+    """
+    model = create_model(student.name, len(data.classes), student.small_input)
+    loss = create_loss(cfg.loss, cfg.params)
+    loss.attach(model, teacher)
+    teacher.eval()
+    cached = use_cache(loss, data) and logits_cache is not None
+    cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
+
+    def set_epoch(epoch: int) -> None:
+        loss.epoch = epoch
+
+    fit(
+        model,
+        data.loader("train", shuffle=True, with_index=cached),
+        distillation_step(loss, teacher, cache),
+        cfg.train,
+        f"distill {student.name} ({cfg.loss}{', cached teacher' if cached else ''})",
+        checkpoint=out_dir / "distill.ckpt",
+        on_epoch=set_epoch,
+        extra=loss,
+    )
+    loss.detach()
+    val_accuracy = accuracy(*predict(model, data.loader("val")))
+    return save_student(model, student, data, out_dir / "student_fp32.pt", val_accuracy=val_accuracy)

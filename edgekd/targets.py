@@ -1,0 +1,70 @@
+"""Device profiles (`targets/*.toml`): where artifacts run, with which runtimes and int8 flavour."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edgekd.errors import EdgekdError
+from edgekd.registry import did_you_mean
+
+TARGETS_DIR = Path(os.environ.get("EDGEKD_TARGETS", Path(__file__).resolve().parents[1] / "targets"))
+
+
+class Int8Flavour(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    activations: Literal["u8", "s8"] = "u8"
+    weights: Literal["s8"] = "s8"
+    per_channel: bool = True
+    reduce_range: bool = Field(False, description="7-bit weights, for AVX2 machines without VNNI")
+
+
+class Target(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    description: str = ""
+    arch: Literal["x86_64", "aarch64", "cuda"]
+    runtimes: list[str]
+    threads: int = Field(2, ge=1)
+    int8: Int8Flavour = Int8Flavour()
+
+    def runs_on_host(self) -> bool:
+        return self.arch == platform.machine()
+
+
+def target_names() -> list[str]:
+    return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))
+
+
+def load_target(name_or_path: str) -> Target:
+    path = Path(name_or_path)
+    if path.suffix != ".toml":
+        path = TARGETS_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            names = target_names()
+            raise EdgekdError(
+                f"unknown target '{name_or_path}'{did_you_mean(name_or_path, names)}; "
+                f"choose one of: {', '.join(names)} (or pass a .toml file)"
+            )
+    elif not path.is_file():
+        raise EdgekdError(f"target file {path} does not exist")
+    try:
+        return Target(**tomllib.loads(path.read_text()))
+    except tomllib.TOMLDecodeError as e:
+        raise EdgekdError(f"target file {path} is not valid TOML: {e}") from None
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise EdgekdError(f"target file {path}: '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+
+
+def host_target() -> Target:
+    """The machine edgekd runs on, measured for every build as the reference table."""
+    x86 = load_target("x86")
+    return x86.model_copy(update={"name": "host", "description": f"this machine ({platform.machine()})"})

@@ -1,0 +1,113 @@
+"""Teachers: a torchvision state_dict, a torch.export `.pt2`, or an ONNX model run by
+onnxruntime; or, when none is given, one that edgekd trains on the data itself."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from edgekd.data import Data
+from edgekd.errors import EdgekdError
+from edgekd.models import create_model, num_outputs
+from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict
+
+
+class TeacherConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: Path | None = Field(None, description=".pt/.pth state_dict, .pt2 or .onnx; empty = train one")
+    arch: str = Field("resnet18", description="architecture of a state_dict teacher, or of one trained here")
+    small_input: bool = True
+    train: TrainConfig = TrainConfig(epochs=5, lr=0.05)
+
+
+class OnnxTeacher(nn.Module):
+    """Soft labels from an ONNX model; it has no layers to hook, so logit-based losses only."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input = self.session.get_inputs()[0]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.detach().cpu().numpy().astype(np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input.name: x})[0])
+
+
+def _read_onnx(path: Path, input_size: int) -> nn.Module:
+    try:
+        teacher = OnnxTeacher(path)
+    except Exception as e:
+        raise EdgekdError(f"cannot load ONNX teacher {path}: {str(e).splitlines()[0]}") from None
+    expected = teacher.input.shape[2:]
+    if all(isinstance(d, int) for d in expected) and list(expected) != [input_size, input_size]:
+        raise EdgekdError(
+            f"ONNX teacher {path} takes {expected[0]}x{expected[1]} images but data.input_size is {input_size}; "
+            f"set input_size = {expected[0]} in the [data] config"
+        )
+    return teacher
+
+
+def _read_state_dict(path: Path, cfg: TeacherConfig, num_classes: int) -> nn.Module:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise EdgekdError(f"cannot read teacher file {path}: not a PyTorch state_dict ({type(e).__name__})") from None
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    if not isinstance(state, dict):
+        raise EdgekdError(f"teacher file {path} holds a {type(state).__name__}, not a state_dict")
+    fc = [v for k, v in state.items() if k.endswith(("fc.weight", "classifier.1.weight", "classifier.3.weight"))]
+    classes = int(fc[-1].shape[0]) if fc else num_classes
+    model = create_model(cfg.arch, classes, cfg.small_input)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise EdgekdError(
+            f"teacher file {path} does not fit architecture '{cfg.arch}' (small_input={cfg.small_input}): {first}; "
+            "set teacher.arch / teacher.small_input to the ones it was trained with"
+        ) from None
+    return model
+
+
+def load_teacher(cfg: TeacherConfig, num_classes: int, input_size: int) -> nn.Module:
+    path = Path(cfg.path)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise EdgekdError(f"teacher file {path} does not exist; pass --teacher FILE (.pt, .pt2 or .onnx)")
+    if path.suffix == ".onnx":
+        teacher = _read_onnx(path, input_size)
+    elif path.suffix == ".pt2":
+        if not zipfile.is_zipfile(path):  # checked first: torch logs a traceback on bad files
+            raise EdgekdError(f"cannot load torch.export teacher {path}: not a .pt2 archive (torch.export.save)")
+        try:
+            teacher = torch.export.load(str(path)).module()
+        except Exception as e:
+            raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
+    else:
+        teacher = _read_state_dict(path, cfg, num_classes)
+    try:
+        classes = num_outputs(teacher, input_size)
+    except Exception as e:
+        raise EdgekdError(f"teacher {path} fails on a {input_size}x{input_size} RGB image: {e}") from None
+    if classes != num_classes:
+        raise EdgekdError(
+            f"teacher {path} predicts {classes} classes but the data has {num_classes}; "
+            "use a teacher trained on these classes"
+        )
+    return teacher.eval()
+
+
+def train_teacher(cfg: TeacherConfig, data: Data, checkpoint: Path) -> tuple[nn.Module, float]:
+    model = create_model(cfg.arch, len(data.classes), cfg.small_input)
+    fit(model, data.loader("train", shuffle=True), cross_entropy, cfg.train, f"teacher {cfg.arch}", checkpoint)
+    return model, accuracy(*predict(model, data.loader("val")))

@@ -1,0 +1,124 @@
+"""The training loop shared by teacher training, distillation and quantization-aware training.
+
+Each epoch ends with a checkpoint (model, optimizer, schedule, epoch) written atomically, so a
+run killed at any point resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from torch.utils.data import DataLoader
+
+from edgekd.errors import EdgekdError
+from edgekd.io import save_torch
+from edgekd.progress import log, progress
+
+# (model, batch from the loader) -> loss; a batch starts with images and labels
+LossFn = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(10, ge=0)
+    lr: float = Field(0.05, gt=0)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
+    weight_decay: float = Field(5e-4, ge=0)
+
+
+def _optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for m in modules for p in m.parameters() if p.requires_grad]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+
+
+def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    total = max(1, cfg.epochs * steps)
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # torch raises many kinds for a damaged file
+        raise EdgekdError(f"checkpoint {path} is corrupt ({type(e).__name__}); delete it to start over") from None
+
+
+def fit(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: LossFn,
+    cfg: TrainConfig,
+    name: str,
+    checkpoint: Path | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+    extra: nn.Module | None = None,
+) -> nn.Module:
+    """Trains `model` (and `extra`, e.g. a loss's adapters) in place for `cfg.epochs`,
+    resuming from `checkpoint` when it exists."""
+    opt = _optimizer([model] + ([extra] if extra is not None else []), cfg)
+    sched = _schedule(opt, cfg, len(loader))
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        if extra is not None:
+            extra.load_state_dict(state["extra"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        start = state["epoch"]
+        log(f"{name}: resuming after epoch {start}/{cfg.epochs} from {checkpoint}")
+    with progress() as bar:
+        task = bar.add_task(name, total=cfg.epochs * len(loader), completed=start * len(loader), status="")
+        for epoch in range(start, cfg.epochs):
+            if on_epoch:
+                on_epoch(epoch)
+            model.train()
+            running, seen = 0.0, 0
+            for batch in loader:
+                loss = loss_fn(model, batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running += loss.item() * len(batch[0])
+                seen += len(batch[0])
+                bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {running / seen:.3f}")
+            if checkpoint is not None:
+                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict()}
+                if extra is not None:
+                    state["extra"] = extra.state_dict()
+                save_torch(state | {"epoch": epoch + 1}, checkpoint)
+    model.eval()
+    return model
+
+
+def cross_entropy(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
+    return F.cross_entropy(model(batch[0]), batch[1])
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over a whole loader."""
+    model.eval()
+    logits, labels = [], []
+    for images, y in loader:
+        logits.append(model(images).float())
+        labels.append(y)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(1) == labels).float().mean())

@@ -1,0 +1,71 @@
+"""One end-to-end `edgekd build` on a tiny configuration, then a rerun that reuses its stages."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    from tests.conftest import TINY_CONFIG
+
+    root = tmp_path_factory.mktemp("build")
+    config = root / "tiny.toml"
+    config.write_text(TINY_CONFIG.format(student="mobilenet_v3_small"))
+    out = root / "out"
+    command = [sys.executable, "-m", "edgekd", "build", "--target", "arm", "--config", str(config), "--out", str(out)]
+    first = subprocess.run(command, capture_output=True, text=True)
+    second = subprocess.run(command, capture_output=True, text=True)
+    return out, first, second
+
+
+def test_build_succeeds_and_prints_the_table(built):
+    out, first, _ = built
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert f"report: {out / 'report.md'}" in first.stdout
+    assert "host (measured)" in first.stderr + first.stdout
+
+
+def test_report_json_has_every_artifact_verified_and_measured_on_host(built):
+    out, _, _ = built
+    report = json.loads((out / "report.json").read_text())
+    assert report["schema"] == "edgekd.report/1" and report["target"] == "arm"
+    names = {a["name"] for a in report["artifacts"]}
+    assert names == {"onnx-fp32", "openvino-fp32", "onnx-int8", "openvino-int8"}
+    for artifact in report["artifacts"]:
+        assert artifact["verification"]["passed"]
+        assert (out / "artifacts").exists() and artifact["size_mb"] > 0
+    host, arm = report["tables"]
+    assert host["target"] == "host" and host["measured"]
+    for row in host["rows"]:
+        assert row["status"] == "ok", row
+        assert 0 < row["p50_ms"] <= row["p90_ms"] <= row["p99_ms"]
+        assert row["fps"] > 0 and row["peak_rss_mb"] > 0 and row["first_ms"] > 0
+    int8_rows = [r for r in host["rows"] if r["precision"] == "int8"]
+    assert all(r["executed"].startswith(("int8", "mixed")) for r in int8_rows), int8_rows
+    # ARM cannot run on this x86 host: shown as not run, with the reason, never as results
+    assert arm["target"] == "arm" and not arm["measured"]
+    for row in arm["rows"]:
+        assert row["status"] == "not run" and "aarch64" in row["reason"] and "p50_ms" not in row
+
+
+def test_report_md_has_a_table_per_target_and_the_environment(built):
+    out, _, _ = built
+    text = (out / "report.md").read_text()
+    assert "| Artifact | Precision | Runtime | Status | Size MB | Accuracy |" in text
+    assert "## host:" in text and "## arm:" in text
+    assert "avx2=" in text and "onnxruntime" in text and "openvino" in text
+    assert (out / "latency_accuracy_host.png").stat().st_size > 0
+
+
+def test_rerun_reuses_finished_stages(built):
+    _, _, second = built
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "teacher: reusing" in second.stderr
+    assert "distill" not in second.stderr.split("student ")[0]  # no training bar before the student line
