@@ -65,6 +65,9 @@ def load_target(name_or_path: str) -> Target:
 
 
 def host_target() -> Target:
-    """The machine edgekd runs on, measured for every build as the reference table."""
-    x86 = load_target("x86")
-    return x86.model_copy(update={"name": "host", "description": f"this machine ({platform.machine()})"})
+    """The machine edgekd runs on, measured for every build as the reference table: the
+    first profile of this machine's architecture, renamed."""
+    native = [t for t in map(load_target, target_names()) if t.runs_on_host()]
+    if not native:
+        raise EdgekdError(f"no target profile in {TARGETS_DIR} has arch = '{platform.machine()}'; add one")
+    return native[0].model_copy(update={"name": "host", "description": f"this machine ({platform.machine()})"})
