@@ -185,6 +185,30 @@ def report(run: Path = typer.Argument(..., help="output directory of `edgekd bui
 
 
 @app.command()
+@user_errors
+def predict(
+    artifact: Path = typer.Argument(..., help="an .onnx file or OpenVINO .xml written by edgekd"),
+    images: list[Path] = typer.Argument(..., help="image files (any format PIL reads)"),
+    top_k: int = typer.Option(3, "--top-k", min=1, help="classes to print per image"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),
+):
+    """Classify images, preprocessing them from the metadata embedded in the artifact."""
+    import json
+
+    from edgekd.predict import PredictConfig
+    from edgekd.predict import predict as run_predict
+
+    results = run_predict(PredictConfig(top_k=top_k), artifact, images)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for result in results:
+        typer.echo(result["image"])
+        for top in result["top"]:
+            typer.echo(f"  {top['probability']:7.2%}  {top['class']}")
+
+
+@app.command()
 def targets():
     """List target profiles."""
     from edgekd.targets import load_target, target_names
