@@ -175,13 +175,24 @@ def bench(
 
 @app.command()
 @user_errors
-def report(run: Path = typer.Argument(..., help="output directory of `edgekd build` (or its report.json)")):
-    """Print the tables of a finished build."""
+def report(
+    runs: list[Path] = typer.Argument(
+        ..., help="output directory of `edgekd build` (or its report.json); two to compare"
+    ),
+):
+    """Print the tables of a finished build, or compare two builds side by side (RUN_A RUN_B)."""
     from edgekd.progress import console
+    from edgekd.stages.compare import markdown
     from edgekd.stages.report import load_report, print_tables
 
-    _exists(run)
-    print_tables(load_report(run), console)
+    if len(runs) > 2:
+        raise EdgekdError(f"edgekd report takes one run, or two to compare; got {len(runs)}")
+    for run in runs:
+        _exists(run)
+    if len(runs) == 1:
+        print_tables(load_report(runs[0]), console)
+    else:
+        typer.echo(markdown(load_report(runs[0]), load_report(runs[1]), str(runs[0]), str(runs[1])))
 
 
 @app.command()

@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, save_json, save_text
 
 SCHEMA = "edgekd.report/1"
@@ -26,12 +27,13 @@ COLUMNS = [
     ("p99 ms", "p99_ms", "{:.3f}"),
     ("FPS", "fps", "{:.0f}"),
     ("Peak RSS MB", "peak_rss_mb", "{:.0f}"),
+    ("Measured", "measured", "{}"),
     ("Ran as", "executed", "{}"),
 ]
 
 
 # the console shows the issue's short table; report.md has every column
-CONSOLE_COLUMNS = ["Artifact", "Precision", "Runtime", "Status", "Size MB", "Accuracy", "p50 ms", "FPS"]
+CONSOLE_COLUMNS = ["Artifact", "Precision", "Runtime", "Status", "Size MB", "Accuracy", "p50 ms", "FPS", "Measured"]
 
 
 def table_rows(artifacts: list[dict], bench_rows: list[dict], on_host: bool) -> list[dict]:
@@ -57,6 +59,8 @@ def table_rows(artifacts: list[dict], bench_rows: list[dict], on_host: bool) -> 
                 "accuracy": check.get(f"{prefix}accuracy"),
                 "agreement": check.get(f"{prefix}agreement"),
                 **{k: v for k, v in bench.items() if k not in ("artifact", "executed")},
+                # False for a cost model's estimate; None when nothing ran
+                "measured": bench.get("measured", True) if bench["status"] == "ok" else None,
                 "executed": (
                     f"{executed['precision']} ({executed['int8_convs']}/{executed['convs']} int8 convs)"
                     if executed.get("convs")
@@ -86,52 +90,96 @@ def recommend(rows: list[dict], tolerance: float = 0.01) -> tuple[str | None, li
     return choice["artifact"], notes
 
 
-def _cell(row: dict, key: str, fmt: str) -> str:
+def pareto(rows: list[dict]) -> list[str]:
+    """Artifacts no other artifact beats on both latency and accuracy, fastest first."""
+    ok = sorted(
+        (r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None),
+        key=lambda r: (r["p50_ms"], -r["accuracy"]),
+    )
+    front, best = [], -1.0
+    for row in ok:
+        if row["accuracy"] > best:
+            front.append(row["artifact"])
+            best = row["accuracy"]
+    return front
+
+
+def cell(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
+    if key == "measured" and value is not None:
+        return "measured" if value else "estimated"
     return "—" if value is None else fmt.format(value)
+
+
+def summary(report: dict) -> list[str]:
+    """The report's header: data, models, machine and versions, one fact per line."""
+    env = report["environment"]
+    flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in env["int8_flags"].items())
+    versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
+    data, student = report["data"], report["student"]
+    int8 = student.get("val_accuracy_int8")
+    return [
+        f"Created: {report['created']}",
+        f"Data: {data['path']} ({data['train_samples']} train / {data['val_samples']} val images, "
+        f"{len(data['classes'])} classes, {data['input_size']}x{data['input_size']})",
+        f"Teacher: {report['teacher']['source']}, val accuracy {report['teacher']['val_accuracy']:.2%}",
+        f"Student: {student['arch']}, fp32 {student['val_accuracy_fp32']:.2%}"
+        + (f", int8 QAT {int8:.2%}" if int8 is not None else ""),
+        f"Machine: {env['cpu']} ({env['machine']}, {env['cores']} cores); {flags}",
+        f"Versions: Python {env['python']}, {versions}",
+    ]
+
+
+def heading(table: dict) -> str:
+    rows = table["rows"]
+    if any(r.get("measured") for r in rows):
+        state = "measured" + (f" on {table['measured_on']}" if table.get("measured_on") else "")
+    elif any(r.get("measured") is False for r in rows):
+        state = "ESTIMATED by a cost model, not measured"
+    else:
+        state = "not run"
+    return f"{table['target']}: {table['description']} ({state}, {table['threads']} threads, batch 1)"
+
+
+def recommendation(table: dict) -> str | None:
+    if not table.get("recommended"):
+        return None
+    row = next(r for r in table["rows"] if r["artifact"] == table["recommended"])
+    basis = "estimated" if row.get("measured") is False else "measured"
+    return f"{table['recommended']} (fastest by {basis} p50 within 1 point of the best accuracy)"
 
 
 def markdown(report: dict) -> str:
     lines = [f"# edgekd report: {report['student']['arch']} for target `{report['target']}`", ""]
-    env = report["environment"]
-    flags = ", ".join(f"{k}={'yes' if v else 'no'}" for k, v in env["int8_flags"].items())
-    versions = ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v)
-    lines += [
-        f"- Created: {report['created']}",
-        f"- Data: {report['data']['path']} ({report['data']['train_samples']} train / "
-        f"{report['data']['val_samples']} val images, {len(report['data']['classes'])} classes, "
-        f"{report['data']['input_size']}x{report['data']['input_size']})",
-        f"- Teacher: {report['teacher']['source']}, val accuracy {report['teacher']['val_accuracy']:.2%}",
-        f"- Student: {report['student']['arch']}, fp32 {report['student']['val_accuracy_fp32']:.2%}"
-        + (
-            f", int8 QAT {report['student']['val_accuracy_int8']:.2%}"
-            if report["student"].get("val_accuracy_int8") is not None
-            else ""
-        ),
-        f"- Machine: {env['cpu']} ({env['machine']}, {env['cores']} cores); {flags}",
-        f"- Versions: Python {env['python']}, {versions}",
-        "",
-    ]
+    lines += [f"- {line}" for line in summary(report)] + [""]
     for table in report["tables"]:
-        state = "measured" if table["measured"] else "not run"
-        lines += [f"## {table['target']}: {table['description']} ({state}, {table['threads']} threads, batch 1)", ""]
+        lines += [f"## {heading(table)}", ""]
         lines.append("| " + " | ".join(title for title, _, _ in COLUMNS) + " |")
         lines.append("|" + "---|" * len(COLUMNS))
         for row in table["rows"]:
-            lines.append("| " + " | ".join(_cell(row, key, fmt) for _, key, fmt in COLUMNS) + " |")
+            lines.append("| " + " | ".join(cell(row, key, fmt) for _, key, fmt in COLUMNS) + " |")
         lines.append("")
         reasons = sorted({r["reason"] for r in table["rows"] if r.get("reason")})
         lines += [f"- Not run: {reason}" for reason in reasons]
         if table["recommended"]:
-            lines.append(f"- **Recommended: `{table['recommended']}`** (fastest within 1 point of the best accuracy)")
+            lines.append(f"- **Recommended: {recommendation(table)}**")
+        if table.get("pareto"):
+            lines.append(f"- Pareto front (fastest first): {', '.join(table['pareto'])}")
         lines += [f"- Note: {note}" for note in table["notes"]]
         if table.get("plot"):
             lines.append(f"\n![accuracy vs latency]({Path(table['plot']).name})")
         lines.append("")
+    snippet = report.get("snippet")
+    if snippet:
+        lines += [f"## Ship it: `{snippet['artifact']}` (recommended for {snippet['target']})", ""]
+        for runtime in ("onnxruntime", "openvino"):
+            if runtime in snippet:
+                lines += [f"Python with {runtime}:", "", "```python", snippet[runtime].rstrip(), "```", ""]
     return "\n".join(lines)
 
 
 def plot(table: dict, path: Path) -> Path | None:
+    """Accuracy against p50 latency; the Pareto front joined by a line, estimates hollow."""
     rows = [r for r in table["rows"] if r["status"] == "ok" and r.get("accuracy") is not None]
     if not rows:
         return None
@@ -140,20 +188,34 @@ def plot(table: dict, path: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    front = table.get("pareto") or []
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for row in rows:
-        ax.scatter(row["p50_ms"], row["accuracy"] * 100, s=40)
+        on_front = row["artifact"] in front
+        colour = "tab:red" if on_front else "tab:blue"
+        estimated = row.get("measured") is False
+        label = row["artifact"] + (" (estimated)" if estimated else "")
+        face = "none" if estimated else colour
+        ax.scatter(row["p50_ms"], row["accuracy"] * 100, s=50, facecolors=face, edgecolors=colour, zorder=3)
         ax.annotate(
-            row["artifact"],
-            (row["p50_ms"], row["accuracy"] * 100),
-            fontsize=8,
-            xytext=(4, 4),
-            textcoords="offset points",
+            label, (row["p50_ms"], row["accuracy"] * 100), fontsize=8, xytext=(4, 4), textcoords="offset points"
         )
+    by_name = {r["artifact"]: r for r in rows}
+    ax.step(
+        [by_name[n]["p50_ms"] for n in front],
+        [by_name[n]["accuracy"] * 100 for n in front],
+        where="post",
+        color="tab:red",
+        alpha=0.6,
+        label="Pareto front",
+    )
+    if any(r.get("measured") is False for r in rows):
+        ax.scatter([], [], facecolors="none", edgecolors="grey", label="estimated (cost model)")
     ax.set_xlabel("p50 latency, ms (batch 1)")
     ax.set_ylabel("validation accuracy, %")
     ax.set_title(f"{table['target']}: accuracy vs latency")
     ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
@@ -168,7 +230,7 @@ def print_tables(report: dict, console: Console) -> None:
         for title, _, _ in columns:
             rich_table.add_column(title)
         for row in table["rows"]:
-            rich_table.add_row(*(_cell(row, key, fmt) for _, key, fmt in columns))
+            rich_table.add_row(*(cell(row, key, fmt) for _, key, fmt in columns))
         console.print(rich_table)
         if table["recommended"]:
             console.print(f"recommended: [bold]{table['recommended']}[/bold]")
@@ -177,15 +239,28 @@ def print_tables(report: dict, console: Console) -> None:
 def write_report(facts: dict, out_dir: Path) -> dict:
     """`facts`: what the stages produced. Writes report.json, report.md and plots; returns the report."""
     report = {"schema": SCHEMA, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts}
+    from edgekd.stages import report_html
+    from edgekd.stages.snippet import snippets
+
     for table in report["tables"]:
         table["recommended"], table["notes"] = recommend(table["rows"])
+        table["pareto"] = pareto(table["rows"])
         image = plot(table, out_dir / f"latency_accuracy_{table['target']}.png")
         table["plot"] = str(image) if image else None
+    report["snippet"] = snippets(report, out_dir)
     save_json(report, out_dir / "report.json")
     save_text(markdown(report), out_dir / "report.md")
+    save_text(report_html.render(report), out_dir / "report.html")
     return report
 
 
 def load_report(path: Path) -> dict:
     path = Path(path)
-    return json.loads((path / "report.json" if path.is_dir() else path).read_text())
+    file = path / "report.json" if path.is_dir() else path
+    try:
+        report = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise EdgekdError(f"{file} is not an edgekd report ({e}); pass a build's --out directory") from None
+    if not str(report.get("schema", "")).startswith("edgekd.report/"):
+        raise EdgekdError(f"{file} is not an edgekd report (no edgekd.report schema)")
+    return report

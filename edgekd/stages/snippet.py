@@ -1,0 +1,90 @@
+"""Copy-paste Python for shipping the recommended artifact, with onnxruntime and with OpenVINO.
+
+The snippets read class names, input size, scale, mean and std from the metadata embedded in
+the artifact, so they stay right when the model is retrained; what only changes the code's
+shape (layout, channel order, resize filter) is written in from the artifact's metadata.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgekd.predict import Preprocessing, read_preprocessing
+
+META_KEYS = ("classes", "input_size", "scale", "mean", "std")
+RESAMPLING = {"bilinear": "Image.Resampling.BILINEAR", "bicubic": "Image.Resampling.BICUBIC"}
+
+OPEN = {
+    "onnxruntime": (
+        "import onnxruntime as ort",
+        'session = ort.InferenceSession("{path}")\n'
+        "embedded = session.get_modelmeta().custom_metadata_map\n"
+        "meta = {{k: json.loads(embedded[k]) for k in {keys}}}\n"
+        "input_name = session.get_inputs()[0].name",
+        "session.run(None, {{input_name: x}})[0][0]",
+    ),
+    "openvino": (
+        "import openvino as ov",
+        "core = ov.Core()\n"
+        'model = core.read_model("{path}")\n'
+        'meta = {{k: json.loads(model.get_rt_info(["model_info", k]).astype(str)) for k in {keys}}}\n'
+        'compiled = core.compile_model(model, "CPU")',
+        "compiled(x)[0][0]",
+    ),
+}
+
+
+def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
+    module, load, infer = OPEN[runtime]
+    steps = ['    x = (np.asarray(image, np.float32) * meta["scale"] - meta["mean"]) / meta["std"]']
+    if pre.channel_order == "BGR":
+        steps.append("    x = x[..., ::-1]  # the model takes BGR")
+    if pre.layout == "NCHW":
+        steps.append("    x = x.transpose(2, 0, 1)  # HWC -> CHW")
+    return "\n".join(
+        [
+            f"# pip install {install} numpy pillow",
+            "import json",
+            "",
+            "import numpy as np",
+            module,
+            "from PIL import Image",
+            "",
+            load.format(path=path, keys="(" + ", ".join(f'"{k}"' for k in META_KEYS) + ")"),
+            "",
+            "",
+            "def classify(path: str) -> tuple[str, float]:",
+            '    height, width = meta["input_size"]',
+            f'    image = Image.open(path).convert("RGB").resize((width, height), {RESAMPLING[pre.resize]})',
+            *steps,
+            "    x = np.ascontiguousarray(x[None], dtype=np.float32)",
+            f"    logits = {infer.format()}",
+            "    probs = np.exp(logits - logits.max())",
+            "    probs /= probs.sum()",
+            '    return meta["classes"][int(probs.argmax())], float(probs.max())',
+            "",
+            "",
+            'print(classify("image.jpg"))',
+            "",
+        ]
+    )
+
+
+def snippets(report: dict, out_dir: Path) -> dict | None:
+    """For the recommended artifact of the build's target (else of the first table that has one):
+    {artifact, target, precision, onnxruntime: code, openvino: code}; paths relative to out_dir."""
+    tables = sorted(report["tables"], key=lambda t: t["target"] != report["target"])
+    chosen = next((t for t in tables if t.get("recommended")), None)
+    if chosen is None:
+        return None
+    by_name = {a["name"]: a for a in report["artifacts"]}
+    precision = by_name[chosen["recommended"]]["precision"]
+    result = {"artifact": chosen["recommended"], "target": chosen["target"], "precision": precision}
+    for runtime, install in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
+        # the recommended precision, in this runtime's own format
+        same = [a for a in report["artifacts"] if a["precision"] == precision and a["runtime"] == runtime]
+        if same:
+            path = os.path.relpath(same[0]["path"], out_dir)
+            result[runtime] = _code(runtime, path, read_preprocessing(Path(same[0]["path"])), install)
+    return result
