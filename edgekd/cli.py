@@ -19,6 +19,7 @@ StudentOpt = typer.Option(None, "--student", help="student architecture, e.g. mo
 ConfigOpt = typer.Option(None, "--config", help="pipeline TOML (default: pipelines/default.toml)")
 OutOpt = typer.Option(Path("edgekd-out"), "--out", help="output directory")
 TargetOpt = typer.Option("x86", "--target", help="target profile name or .toml file (see `edgekd targets`)")
+DeviceOpt = typer.Option(None, "--device", help="measure the target on ssh://user@host[:port][?python=PATH]")
 
 
 def user_errors(fn):
@@ -64,16 +65,20 @@ def build(
     out: Path = OutOpt,
     resume: bool = typer.Option(False, "--resume", help="continue interrupted training from its last epoch"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
+    device: Optional[str] = DeviceOpt,
 ):
     """Distill, quantize, export, verify and benchmark; write OUT/report.md and report.json."""
     from edgekd.pipeline import build as run_build
     from edgekd.progress import console, set_quiet
+    from edgekd.remote import parse_device
     from edgekd.stages.report import print_tables
     from edgekd.targets import load_target
 
     set_quiet(quiet)
     load_target(target)
-    report = run_build(_config(config, data, teacher, student), target, out, resume=resume)
+    if device:
+        parse_device(device)
+    report = run_build(_config(config, data, teacher, student), target, out, resume=resume, device=device)
     print_tables(report, console)
     typer.echo(f"report: {out / 'report.md'}\nartifacts: {out / 'artifacts'}")
 
@@ -155,10 +160,12 @@ def bench(
     artifacts: list[Path] = typer.Argument(..., help=".onnx files and/or OpenVINO .xml files"),
     target: str = TargetOpt,
     config: Optional[Path] = ConfigOpt,
+    device: Optional[str] = DeviceOpt,
 ):
     """Benchmark exported artifacts on a target (latency, throughput, memory)."""
     from edgekd.config import load_config
     from edgekd.io import sha256, size_mb
+    from edgekd.remote import parse_device
     from edgekd.stages.bench import bench as run_bench
     from edgekd.stages.export import Artifact
 
@@ -169,7 +176,8 @@ def bench(
         precision = "int8" if "int8" in path.name or "int8" in path.parent.name else "fp32"
         name = f"{fmt}-{precision}:{path.stem}"
         items.append(Artifact(name, fmt, precision, runtime, str(path), round(size_mb(path), 3), sha256(path)))
-    for row in run_bench(load_config(config).bench, items, _target(target)):
+    ssh_device = parse_device(device) if device else None
+    for row in run_bench(load_config(config).bench, items, _target(target), ssh_device):
         typer.echo(" ".join(f"{k}={v}" for k, v in row.items() if k != "executed"))
 
 

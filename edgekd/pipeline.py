@@ -21,6 +21,7 @@ from edgekd.environment import environment
 from edgekd.errors import EdgekdError
 from edgekd.io import save_torch, sha256
 from edgekd.progress import log
+from edgekd.remote import parse_device
 from edgekd.stages.bench import bench
 from edgekd.stages.distill import distill, load_student
 from edgekd.stages.export import export
@@ -73,14 +74,18 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) ->
     return Teacher(model, source, key, accuracy(*predict(model, data.loader("val"))))
 
 
-def _host_and(target: Target) -> list[Target]:
+def _host_and(target: Target, on_device: bool = False) -> list[Target]:
     host = host_target()
-    return [host] if target.runs_on_host() and target.arch == host.arch else [host, target]
+    return [host] if not on_device and target.runs_on_host() and target.arch == host.arch else [host, target]
 
 
-def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False) -> dict:
-    """Runs every stage; returns the report (also written to OUT/report.json and report.md)."""
+def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False, device: str | None = None) -> dict:
+    """Runs every stage; returns the report (also written to OUT/report.json and report.md).
+    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.remote`)."""
     target = load_target(target_name)
+    ssh_device = parse_device(device) if device else None
+    if ssh_device:
+        ssh_device.check()
     out = Path(out)
     data = load_data(cfg.data)
     log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
@@ -123,11 +128,13 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
     artifact_facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
 
     tables = []
-    for each in _host_and(target):
-        rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, each), on_host=each.runs_on_host())
+    for each in _host_and(target, ssh_device is not None):
+        on_device = ssh_device if each is target else None
+        rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, each, on_device), on_host=each.runs_on_host())
         tables.append(
             {
                 "target": each.name,
+                "measured_on": on_device.name if on_device else None,
                 "description": each.description,
                 "arch": each.arch,
                 "measured": any(r["status"] == "ok" for r in rows),

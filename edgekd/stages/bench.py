@@ -15,7 +15,10 @@ import sys
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgekd import remote
+from edgekd.errors import EdgekdError
 from edgekd.progress import progress
+from edgekd.remote import SshDevice
 from edgekd.runtime import runtime_version
 from edgekd.stages.export import Artifact
 from edgekd.targets import Target
@@ -38,7 +41,7 @@ def _why_not_here(target: Target, artifact: Artifact) -> str | None:
     if not target.runs_on_host():
         return (
             f"needs an {target.arch} device; this host is {platform.machine()} "
-            "(remote devices and emulation come with a later edgekd)"
+            "(measure on one with --device ssh://user@host)"
         )
     if artifact.runtime not in target.runtimes:
         return f"{artifact.runtime} is not a runtime of target '{target.name}'"
@@ -60,7 +63,35 @@ def measure_in_subprocess(artifact: Artifact, threads: int, cfg: BenchConfig) ->
     return {"status": "ok"} | json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target) -> list[dict]:
+def _bench_on_device(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice) -> list[dict]:
+    """Each artifact copied to the device and measured there by the device's own runtime."""
+    threads = cfg.threads or target.threads
+    rows = []
+    with remote.Session(device, cfg.timeout_s) as session, progress() as bar:
+        arch, installed = session.facts["arch"], session.facts["runtimes"]
+        if arch != target.arch:
+            raise EdgekdError(
+                f"device {device.name} is {arch} but target '{target.name}' is {target.arch}; "
+                "pass the --target that matches the device"
+            )
+        task = bar.add_task(f"bench on {device.name}", total=len(artifacts), status="")
+        for artifact in artifacts:
+            bar.update(task, status=artifact.name)
+            if artifact.runtime not in target.runtimes:
+                rows.append(_not_run(artifact, f"{artifact.runtime} is not a runtime of target '{target.name}'"))
+            elif not installed.get(artifact.runtime):
+                rows.append(_not_run(artifact, f"{artifact.runtime} is not installed on {device.name}"))
+            else:
+                measured = session.measure(artifact.path, artifact.runtime, threads, cfg.warmup, cfg.runs)
+                rows.append({"artifact": artifact.name, "device": device.name} | measured)
+            bar.advance(task)
+    return rows
+
+
+def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice | None = None) -> list[dict]:
+    """One row per artifact. With `device`, the target's rows are measured on that device."""
+    if device is not None:
+        return _bench_on_device(cfg, artifacts, target, device)
     threads = cfg.threads or target.threads
     rows = []
     with progress() as bar:
