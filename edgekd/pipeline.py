@@ -123,7 +123,10 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
         int8_accuracy = qat_ckpt["val_accuracy"]
         log(f"student int8 (QAT, {flavour.activations}/{flavour.weights}): val accuracy {int8_accuracy:.2%}")
 
-    artifacts = export(cfg.export, models, student_ckpt["preprocessing"], out / "artifacts")
+    export_cfg = cfg.export
+    if "torch-cuda" in target.runtimes and "torch" not in export_cfg.formats:  # GPUs also run the PyTorch program
+        export_cfg = export_cfg.model_copy(update={"formats": [*export_cfg.formats, "torch"]})
+    artifacts = export(export_cfg, models, student_ckpt["preprocessing"], out / "artifacts")
     checks = verify(cfg.verify, artifacts, references, data, target)
     artifact_facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
 

@@ -13,8 +13,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--runs", type=int, default=100)
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=JSON", help="a session option")
     args = parser.parse_args()
-    print(json.dumps(measure(args.runtime, args.artifact, args.threads, args.warmup, args.runs)))
+    options = {key: json.loads(value) for key, _, value in (o.partition("=") for o in args.option)}
+    result = measure(args.runtime, args.artifact, args.threads, args.warmup, args.runs, batch=args.batch, **options)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

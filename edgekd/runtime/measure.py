@@ -25,12 +25,16 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
-def measure(runtime: str, path: str, threads: int, warmup: int, runs: int, seed: int = 0) -> dict:
+def measure(
+    runtime: str, path: str, threads: int, warmup: int, runs: int, seed: int = 0, batch: int = 1, **options
+) -> dict:
+    """Latency per batch of `batch` images; `options` go to the runtime's session (e.g. precision)."""
     rss_before = _peak_rss_mb()
     start = time.perf_counter()
-    session = open_session(runtime, path, threads)
+    session = open_session(runtime, path, threads, **options)
     load_ms = (time.perf_counter() - start) * 1000
-    x = np.random.default_rng(seed).standard_normal(session.input_shape(), dtype=np.float32)
+    shape = [batch] + session.input_shape()[1:]
+    x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
     start = time.perf_counter()
     session.run(x)
     first_ms = (time.perf_counter() - start) * 1000
@@ -45,7 +49,7 @@ def measure(runtime: str, path: str, threads: int, warmup: int, runs: int, seed:
     return {
         "runtime": runtime,
         "threads": threads,
-        "batch": 1,
+        "batch": batch,
         "runs": runs,
         "load_ms": round(load_ms, 3),
         "first_ms": round(first_ms, 3),
@@ -53,8 +57,8 @@ def measure(runtime: str, path: str, threads: int, warmup: int, runs: int, seed:
         "p90_ms": round(float(p90), 4),
         "p99_ms": round(float(p99), 4),
         "mean_ms": round(float(times.mean()), 4),
-        "fps": round(1000.0 / float(times.mean()), 1),
+        "fps": round(batch * 1000.0 / float(times.mean()), 1),
         "peak_rss_mb": round(_peak_rss_mb(), 1),
         "runtime_rss_mb": round(_peak_rss_mb() - rss_before, 1),
         "executed": session.executed_precision(),
-    }
+    } | ({"options": options} if options else {})

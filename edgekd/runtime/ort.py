@@ -22,22 +22,24 @@ def _version() -> str | None:
 
 class OrtSession(Session):
     runtime = "onnxruntime"
+    providers = ["CPUExecutionProvider"]
+    inspect_graph = True
 
     def __init__(self, path: str, threads: int, reference: bool = False):
         """`reference`: no graph optimization, so Q/DQ pairs run as written, in float: the
         quantized arithmetic every conforming runtime implements, free of one CPU's kernels."""
         import onnxruntime as ort
 
-        self._optimized = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         if reference:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        # the optimized graph tells which kernels onnxruntime really runs
-        options.optimized_model_filepath = self._optimized
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        if self.inspect_graph:  # the optimized graph tells which kernels onnxruntime really runs
+            self._optimized = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
+            options.optimized_model_filepath = self._optimized
+        self.session = ort.InferenceSession(path, options, providers=self.providers)
         self.input_name = self.session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:
@@ -48,6 +50,8 @@ class OrtSession(Session):
         return [1] + [int(d) for d in shape[1:]]
 
     def executed_precision(self) -> dict:
+        if not self.inspect_graph:
+            return {}
         import onnx
 
         graph = onnx.load(self._optimized, load_external_data=False).graph

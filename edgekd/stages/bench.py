@@ -20,6 +20,7 @@ from edgekd.errors import EdgekdError
 from edgekd.progress import progress
 from edgekd.remote import SshDevice
 from edgekd.runtime import runtime_version
+from edgekd.stages.bench_gpu import bench_gpu
 from edgekd.stages.export import Artifact
 from edgekd.targets import Target
 
@@ -31,6 +32,7 @@ class BenchConfig(BaseModel):
     runs: int = Field(200, ge=1)
     threads: int | None = Field(None, ge=1, description="empty = the target's thread count")
     timeout_s: float = Field(300, gt=0)
+    gpu_batch: int = Field(64, ge=2, description="the throughput batch on GPUs (batch 1 is always measured)")
 
 
 def _not_run(artifact: Artifact, reason: str) -> dict:
@@ -50,9 +52,12 @@ def _why_not_here(target: Target, artifact: Artifact) -> str | None:
     return None
 
 
-def measure_in_subprocess(artifact: Artifact, threads: int, cfg: BenchConfig) -> dict:
-    command = [sys.executable, "-m", "edgekd.runtime", artifact.path, "--runtime", artifact.runtime]
+def measure_in_subprocess(
+    artifact: Artifact, threads: int, cfg: BenchConfig, runtime: str | None = None, batch: int = 1, options=None
+) -> dict:
+    command = [sys.executable, "-m", "edgekd.runtime", artifact.path, "--runtime", runtime or artifact.runtime]
     command += ["--threads", str(threads), "--warmup", str(cfg.warmup), "--runs", str(cfg.runs)]
+    command += ["--batch", str(batch)] + [f"--option={k}={json.dumps(v)}" for k, v in (options or {}).items()]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=cfg.timeout_s)
     except subprocess.TimeoutExpired:
@@ -93,6 +98,12 @@ def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: S
     if device is not None:
         return _bench_on_device(cfg, artifacts, target, device)
     threads = cfg.threads or target.threads
+    if target.arch == "cuda":
+
+        def run(artifact: Artifact, runtime: str, batch: int, options: dict) -> dict:
+            return measure_in_subprocess(artifact, threads, cfg, runtime, batch, options)
+
+        return bench_gpu(artifacts, target, cfg.gpu_batch, run)
     rows = []
     with progress() as bar:
         task = bar.add_task(f"bench on {target.name}", total=len(artifacts), status="")

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from edgekd.stages.report import row_name
+
 
 def _rows(report: dict) -> dict[tuple[str, str], dict]:
-    return {(t["target"], r["artifact"]): r for t in report["tables"] for r in t["rows"]}
+    def key(row: dict) -> str:
+        batch = row.get("batch", 1)
+        return row_name(row) + (f" batch {batch}" if batch != 1 else "")
+
+    return {(t["target"], key(r)): r for t in report["tables"] for r in t["rows"]}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

@@ -6,6 +6,7 @@ runtime that runs it and the small function that converts to it.
 
 from __future__ import annotations
 
+import io
 import json
 import warnings
 from dataclasses import asdict, dataclass
@@ -83,18 +84,34 @@ def onnx2openvino(onnx_path: Path, dest: Path, meta: dict[str, str], cfg: Export
     return dest / "model.xml"
 
 
+def torch2pt2(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig) -> Path:
+    """A `torch.export` program: runs with torch alone (no edgekd model code), on GPUs too."""
+    example = torch.zeros(2, 3, *json.loads(meta["input_size"]))  # batch 2: 1 would be specialized
+    program = torch.export.export(
+        model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)
+    )
+    buffer = io.BytesIO()  # torch.export.save wants a .pt2 name; the temporary one is not
+    torch.export.save(program, buffer, extra_files={"edgekd.json": json.dumps(meta)})
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(buffer.getvalue())
+    return dest
+
+
 @dataclass(frozen=True)
 class Format:
     runtime: str
     suffix: str
     source: str  # "torch", or the format this one converts from
     convert: Callable[[object, Path, dict, ExportConfig], Path]
+    precisions: tuple[str, ...] = ("fp32", "int8")
 
 
 # in dependency order: a format's source comes before it
 FORMATS: dict[str, Format] = {
     "onnx": Format("onnxruntime", ".onnx", "torch", torch2onnx),
     "openvino": Format("openvino", "_openvino", "onnx", onnx2openvino),
+    # for GPUs (runtime torch-cuda); fp32 only: fp16 is a load-time choice, and GPU int8 goes through ONNX
+    "torch": Format("torch", ".pt2", "torch", torch2pt2, precisions=("fp32",)),
 }
 
 
@@ -112,7 +129,7 @@ def export(cfg: ExportConfig, models: dict[str, nn.Module], preprocessing: dict,
         meta = metadata(preprocessing, precision)
         made: dict[str, object] = {"torch": model}
         for name, fmt in FORMATS.items():
-            if name not in wanted:
+            if name not in wanted or precision not in fmt.precisions:
                 continue
             path = fmt.convert(made[fmt.source], out_dir / f"student_{precision}{fmt.suffix}", meta, cfg)
             made[name] = path

@@ -25,6 +25,7 @@ COLUMNS = [
     ("p50 ms", "p50_ms", "{:.3f}"),
     ("p90 ms", "p90_ms", "{:.3f}"),
     ("p99 ms", "p99_ms", "{:.3f}"),
+    ("Batch", "batch", "{}"),
     ("FPS", "fps", "{:.0f}"),
     ("Peak RSS MB", "peak_rss_mb", "{:.0f}"),
     ("Measured", "measured", "{}"),
@@ -71,10 +72,21 @@ def table_rows(artifacts: list[dict], bench_rows: list[dict], on_host: bool) -> 
     return rows
 
 
+def row_name(row: dict) -> str:
+    """An artifact, or an artifact run one way (GPU rows: one artifact, several variants)."""
+    return f"{row['artifact']} ({row['variant']})" if row.get("variant") else row["artifact"]
+
+
+def latency_rows(rows: list[dict]) -> list[dict]:
+    """Rows that ran at batch 1 with a known accuracy: what latency comparisons are made on
+    (a GPU's throughput-batch rows are reported beside them, not ranked against them)."""
+    return [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None and r.get("batch", 1) == 1]
+
+
 def recommend(rows: list[dict], tolerance: float = 0.01) -> tuple[str | None, list[str]]:
     """The fastest artifact within `tolerance` of the best accuracy, and notes on int8 that
     did not pay off: edgekd never recommends a slower 'optimized' artifact."""
-    ok = [r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None]
+    ok = latency_rows(rows)
     if not ok:
         return None, []
     best = max(r["accuracy"] for r in ok)
@@ -87,19 +99,19 @@ def recommend(rows: list[dict], tolerance: float = 0.01) -> tuple[str | None, li
                 f"int8 is not faster than fp32 in {runtime} here "
                 f"({pair['int8']['p50_ms']:.3f} vs {pair['fp32']['p50_ms']:.3f} ms p50): ship fp32 for this runtime"
             )
-    return choice["artifact"], notes
+    return row_name(choice), notes
 
 
 def pareto(rows: list[dict]) -> list[str]:
     """Artifacts no other artifact beats on both latency and accuracy, fastest first."""
     ok = sorted(
-        (r for r in rows if r["status"] == "ok" and r.get("accuracy") is not None),
+        latency_rows(rows),
         key=lambda r: (r["p50_ms"], -r["accuracy"]),
     )
     front, best = [], -1.0
     for row in ok:
         if row["accuracy"] > best:
-            front.append(row["artifact"])
+            front.append(row_name(row))
             best = row["accuracy"]
     return front
 
@@ -144,7 +156,7 @@ def heading(table: dict) -> str:
 def recommendation(table: dict) -> str | None:
     if not table.get("recommended"):
         return None
-    row = next(r for r in table["rows"] if r["artifact"] == table["recommended"])
+    row = next(r for r in table["rows"] if row_name(r) == table["recommended"])
     basis = "estimated" if row.get("measured") is False else "measured"
     return f"{table['recommended']} (fastest by {basis} p50 within 1 point of the best accuracy)"
 
@@ -180,7 +192,7 @@ def markdown(report: dict) -> str:
 
 def plot(table: dict, path: Path) -> Path | None:
     """Accuracy against p50 latency; the Pareto front joined by a line, estimates hollow."""
-    rows = [r for r in table["rows"] if r["status"] == "ok" and r.get("accuracy") is not None]
+    rows = latency_rows(table["rows"])
     if not rows:
         return None
     import matplotlib
@@ -191,16 +203,16 @@ def plot(table: dict, path: Path) -> Path | None:
     front = table.get("pareto") or []
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     for row in rows:
-        on_front = row["artifact"] in front
+        on_front = row_name(row) in front
         colour = "tab:red" if on_front else "tab:blue"
         estimated = row.get("measured") is False
-        label = row["artifact"] + (" (estimated)" if estimated else "")
+        label = row_name(row) + (" (estimated)" if estimated else "")
         face = "none" if estimated else colour
         ax.scatter(row["p50_ms"], row["accuracy"] * 100, s=50, facecolors=face, edgecolors=colour, zorder=3)
         ax.annotate(
             label, (row["p50_ms"], row["accuracy"] * 100), fontsize=8, xytext=(4, 4), textcoords="offset points"
         )
-    by_name = {r["artifact"]: r for r in rows}
+    by_name = {row_name(r): r for r in rows}
     ax.step(
         [by_name[n]["p50_ms"] for n in front],
         [by_name[n]["accuracy"] * 100 for n in front],

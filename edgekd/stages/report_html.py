@@ -7,7 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from edgekd.stages.report import COLUMNS, cell, heading, recommendation, summary
+from edgekd.stages.report import COLUMNS, cell, heading, recommendation, row_name, summary
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 80em; }
@@ -29,7 +29,7 @@ def _table(table: dict) -> str:
         classes = []
         if row.get("measured") is False:
             classes.append("estimated")
-        if row["artifact"] == table.get("recommended"):
+        if row_name(row) == table.get("recommended"):
             classes.append("recommended")
         cells = "".join(f"<td>{escape(cell(row, key, fmt))}</td>" for _, key, fmt in COLUMNS)
         body.append(f'<tr class="{" ".join(classes)}">{cells}</tr>')

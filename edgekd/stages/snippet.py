@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from edgekd.predict import Preprocessing, read_preprocessing
+from edgekd.stages.report import row_name
 
 META_KEYS = ("classes", "input_size", "scale", "mean", "std")
 RESAMPLING = {"bilinear": "Image.Resampling.BILINEAR", "bicubic": "Image.Resampling.BICUBIC"}
@@ -79,7 +80,8 @@ def snippets(report: dict, out_dir: Path) -> dict | None:
     if chosen is None:
         return None
     by_name = {a["name"]: a for a in report["artifacts"]}
-    precision = by_name[chosen["recommended"]]["precision"]
+    row = next(r for r in chosen["rows"] if row_name(r) == chosen["recommended"])
+    precision = by_name[row["artifact"]]["precision"]
     result = {"artifact": chosen["recommended"], "target": chosen["target"], "precision": precision}
     for runtime, install in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
         # the recommended precision, in this runtime's own format
