@@ -16,6 +16,7 @@ import sys
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd import remote
+from edgekd.costmodel import estimate_ms, layers
 from edgekd.errors import EdgekdError
 from edgekd.progress import progress
 from edgekd.remote import SshDevice
@@ -93,10 +94,30 @@ def _bench_on_device(cfg: BenchConfig, artifacts: list[Artifact], target: Target
     return rows
 
 
+def _estimate(artifacts: list[Artifact], target: Target) -> list[dict]:
+    """A board's rows from its cost model: p50 and FPS estimated, nothing else claimed."""
+    board = target.cost_model
+    rows = []
+    for artifact in artifacts:
+        if artifact.format != "onnx":
+            rows.append(_not_run(artifact, "the cost model estimates ONNX graphs only (see the onnx rows)"))
+            continue
+        p50 = estimate_ms(layers(artifact.path), board)
+        rows.append(
+            {"artifact": artifact.name, "runtime": "cost model", "status": "ok", "measured": False}
+            | {"p50_ms": round(p50, 3), "fps": round(1000 / p50, 1), "threads": board.threads, "batch": 1}
+            | {"estimated_by": f"cost model ({board.calibration}); source: {board.source}"}
+        )
+    return rows
+
+
 def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice | None = None) -> list[dict]:
-    """One row per artifact. With `device`, the target's rows are measured on that device."""
+    """One row per artifact. With `device`, the target's rows are measured on that device; a
+    board with a cost model and no device gets estimated rows, marked `measured: false`."""
     if device is not None:
         return _bench_on_device(cfg, artifacts, target, device)
+    if target.cost_model is not None and not target.runs_on_host():
+        return _estimate(artifacts, target)
     threads = cfg.threads or target.threads
     if target.arch == "cuda":
 

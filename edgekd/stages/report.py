@@ -142,6 +142,15 @@ def summary(report: dict) -> list[str]:
     ]
 
 
+def facts_notes(table: dict) -> list[str]:
+    """Why rows did not run, and where estimates come from."""
+    rows = table["rows"]
+    notes = [f"Not run: {reason}" for reason in sorted({r["reason"] for r in rows if r.get("reason")})]
+    estimated = sorted({r["estimated_by"] for r in rows if r.get("estimated_by")})
+    notes += [f"ESTIMATED, not measured: p50 and FPS from the {source} (docs/cost-model.md)" for source in estimated]
+    return notes
+
+
 def heading(table: dict) -> str:
     rows = table["rows"]
     if any(r.get("measured") for r in rows):
@@ -171,8 +180,7 @@ def markdown(report: dict) -> str:
         for row in table["rows"]:
             lines.append("| " + " | ".join(cell(row, key, fmt) for _, key, fmt in COLUMNS) + " |")
         lines.append("")
-        reasons = sorted({r["reason"] for r in table["rows"] if r.get("reason")})
-        lines += [f"- Not run: {reason}" for reason in reasons]
+        lines += [f"- {note}" for note in facts_notes(table)]
         if table["recommended"]:
             lines.append(f"- **Recommended: {recommendation(table)}**")
         if table.get("pareto"):
@@ -225,7 +233,8 @@ def plot(table: dict, path: Path) -> Path | None:
         ax.scatter([], [], facecolors="none", edgecolors="grey", label="estimated (cost model)")
     ax.set_xlabel("p50 latency, ms (batch 1)")
     ax.set_ylabel("validation accuracy, %")
-    ax.set_title(f"{table['target']}: accuracy vs latency")
+    estimated_only = all(r.get("measured") is False for r in rows)
+    ax.set_title(f"{table['target']}: accuracy vs {'ESTIMATED ' if estimated_only else ''}latency")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -7,7 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from edgekd.stages.report import COLUMNS, cell, heading, recommendation, row_name, summary
+from edgekd.stages.report import COLUMNS, cell, facts_notes, heading, recommendation, row_name, summary
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 80em; }
@@ -53,7 +53,7 @@ def render(report: dict) -> str:
     for table in report["tables"]:
         parts.append(f"<h2 id='target-{escape(table['target'])}'>{escape(heading(table))}</h2>")
         parts.append(_table(table))
-        items = [f"Not run: {reason}" for reason in sorted({r["reason"] for r in table["rows"] if r.get("reason")})]
+        items = facts_notes(table)
         if table.get("recommended"):
             items.append(f"Recommended: {recommendation(table)}")
         if table.get("pareto"):
