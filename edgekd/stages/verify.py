@@ -29,6 +29,9 @@ class VerifyConfig(BaseModel):
     min_agreement_fp32: float = Field(0.99, ge=0, le=1)
     min_agreement_int8: float = Field(0.97, ge=0, le=1)
     threads: int = Field(2, ge=1)
+    arm_emulation: bool = Field(
+        False, description="for aarch64 targets, check ONNX artifacts on ARM kernels under qemu (edgekd.emulation)"
+    )
 
 
 @dataclass
@@ -75,6 +78,11 @@ def verify(
             checked_by = f"qdq-reference (this {platform.machine()} host's int8 kernels are not {target.arch}'s)"
             session = open_session("onnxruntime", onnx_source["int8"], cfg.threads, reference=True)
             logits = _run(session, images)
+        if cfg.arm_emulation and target.arch == "aarch64" and not target.runs_on_host() and artifact.format == "onnx":
+            from edgekd.emulation import arm_logits
+
+            checked_by = "onnxruntime's aarch64 kernels under qemu emulation (numerics only, never latency)"
+            logits = arm_logits(artifact.path, images)
         minimum = cfg.min_agreement_fp32 if artifact.precision == "fp32" else cfg.min_agreement_int8
         agreement = float((logits.argmax(1) == reference.argmax(1)).mean())
         results.append(
