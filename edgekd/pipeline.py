@@ -57,7 +57,7 @@ class Teacher:
 
 def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) -> Teacher:
     if cfg.teacher.path:
-        model = load_teacher(cfg.teacher, len(data.classes), cfg.data.input_size)
+        model = load_teacher(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
         source, key = str(cfg.teacher.path), sha256(Path(cfg.teacher.path))
     else:
         key = stage_key(cfg.teacher.model_dump(mode="json"), cfg.data.model_dump(mode="json"), data.classes)
