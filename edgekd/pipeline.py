@@ -19,7 +19,7 @@ from edgekd.config import PipelineConfig
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import EdgekdError
-from edgekd.io import save_torch, sha256
+from edgekd.io import check_writable, save_torch, sha256
 from edgekd.progress import log
 from edgekd.stages.bench import bench
 from edgekd.stages.distill import distill, load_student
@@ -82,6 +82,7 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
     """Runs every stage; returns the report (also written to OUT/report.json and report.md)."""
     target = load_target(target_name)
     out = Path(out)
+    check_writable(out)
     data = load_data(cfg.data)
     log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
     teacher = prepare_teacher(cfg, data, out, resume)
