@@ -66,7 +66,7 @@ def _why(error: OSError) -> str:
 def _full(tmp: Path) -> int | None:
     """The errno a failed write most likely met, judged from the disk and the size limit."""
     try:
-        if shutil.disk_usage(tmp.parent).free < 2**20:
+        if shutil.disk_usage(tmp.parent).free < 16 * 2**20:  # the writer may have removed its partial file
             return errno.ENOSPC
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if limit != resource.RLIM_INFINITY and tmp.is_file() and tmp.stat().st_size >= limit:
