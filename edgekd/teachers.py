@@ -40,7 +40,9 @@ class OnnxTeacher(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.detach().cpu().numpy().astype(np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input.name: x})[0])
+        # a model exported with a fixed batch of 1 runs image by image
+        chunks = np.split(x, len(x)) if self.input.shape[0] == 1 else [x]
+        return torch.from_numpy(np.concatenate([self.session.run(None, {self.input.name: c})[0] for c in chunks]))
 
 
 def _read_onnx(path: Path, input_size: int) -> nn.Module:
@@ -48,7 +50,11 @@ def _read_onnx(path: Path, input_size: int) -> nn.Module:
         teacher = OnnxTeacher(path)
     except Exception as e:
         raise EdgekdError(f"cannot load ONNX teacher {path}: {str(e).splitlines()[0]}") from None
-    expected = teacher.input.shape[2:]
+    batch, expected = teacher.input.shape[0], teacher.input.shape[2:]
+    if isinstance(batch, int) and batch != 1:
+        raise EdgekdError(
+            f"ONNX teacher {path} takes batches of exactly {batch} images; export it with a dynamic batch axis"
+        )
     if all(isinstance(d, int) for d in expected) and list(expected) != [input_size, input_size]:
         raise EdgekdError(
             f"ONNX teacher {path} takes {expected[0]}x{expected[1]} images but data.input_size is {input_size}; "

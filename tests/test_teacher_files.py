@@ -85,6 +85,16 @@ def test_checkpoint_class_names_are_compared(tmp_path, holder):
     assert load_teacher(TeacherConfig(path=teacher), 3, 16, names) is not None
 
 
-def test_matching_onnx_class_names_load(tmp_path):
-    teacher = onnx_teacher(tmp_path / "teacher.onnx", size=16, classes=CLASSES)
-    assert load_teacher(TeacherConfig(path=teacher), 3, 16, CLASSES)(torch.zeros(1, 3, 16, 16)).shape == (1, 3)
+def test_matching_onnx_class_names_load_and_a_fixed_batch_of_one_runs_image_by_image(tmp_path):
+    teacher = onnx_teacher(tmp_path / "teacher.onnx", size=16, classes=CLASSES)  # exported with batch 1
+    images = torch.randn(5, 3, 16, 16)
+    logits = load_teacher(TeacherConfig(path=teacher), 3, 16, CLASSES)(images)
+    assert logits.shape == (5, 3)
+    assert torch.allclose(logits[3], load_teacher(TeacherConfig(path=teacher), 3, 16)(images[3:4])[0])
+
+
+def test_onnx_teacher_with_a_fixed_batch_above_one(tmp_path):
+    teacher = tmp_path / "teacher.onnx"
+    torch.onnx.export(tiny_net().eval(), torch.zeros(4, 3, 16, 16), str(teacher), dynamo=False, input_names=["x"])
+    with pytest.raises(EdgekdError, match="batches of exactly 4 images; export it with a dynamic batch axis"):
+        load_teacher(TeacherConfig(path=teacher), 3, 16)
