@@ -50,6 +50,7 @@ class Data:
     val: Dataset
     classes: list[str]
     config: DataConfig
+    fingerprint: str = ""  # of the image files (names, sizes, times), for stage keys
 
     @property
     def deterministic_train(self) -> bool:
@@ -141,14 +142,15 @@ def load_data(cfg: DataConfig) -> Data:
     val_dir = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
     threads = max(2, cfg.workers)
     if (root / "train").is_dir() and val_dir is not None:
-        usable = usable_images(root / "train", cfg.skip_bad_images, threads)
-        usable |= usable_images(val_dir, cfg.skip_bad_images, threads)
+        usable, train_key = usable_images(root / "train", cfg.skip_bad_images, threads)
+        val_usable, val_key = usable_images(val_dir, cfg.skip_bad_images, threads)
+        usable, key = usable | val_usable, train_key + val_key
         train = _image_folder(root / "train", train_transform(cfg), usable)
         val = _image_folder(val_dir, eval_transform(cfg), usable)
         if train.classes != val.classes:
             raise EdgekdError(f"{root}/train and {val_dir} have different class folders; make them the same")
     else:
-        usable = usable_images(root, cfg.skip_bad_images, threads)
+        usable, key = usable_images(root, cfg.skip_bad_images, threads)
         train_all = _image_folder(root, train_transform(cfg), usable)
         val_all = _image_folder(root, eval_transform(cfg), usable)
         order = np.random.default_rng(cfg.seed).permutation(len(train_all)).tolist()
@@ -165,6 +167,7 @@ def load_data(cfg: DataConfig) -> Data:
         val=_subset(val, cfg.max_val_samples, cfg.seed),
         classes=classes,
         config=cfg,
+        fingerprint=key,
     )
 
 

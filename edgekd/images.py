@@ -79,18 +79,19 @@ def class_files(root: str, name: str) -> list[str]:
     return files
 
 
-def _cache_file(files: list[str]) -> Path:
-    from edgekd.data import cache_dir
-
+def fingerprint(files: list[str]) -> str:
+    """Identifies a folder's files by names, sizes and modification times (no reading)."""
     digest = hashlib.sha256()
     for f in files:
         st = os.stat(f)
         digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return cache_dir() / "image-checks" / f"{digest.hexdigest()[:24]}.json"
+    return digest.hexdigest()[:24]
 
 
-def _find_bad(files: list[str], threads: int) -> dict[str, str]:
-    cache = _cache_file(files)
+def _find_bad(files: list[str], threads: int, key: str) -> dict[str, str]:
+    from edgekd.data import cache_dir
+
+    cache = cache_dir() / "image-checks" / f"{key}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     bad = {}
@@ -109,8 +110,9 @@ def _find_bad(files: list[str], threads: int) -> dict[str, str]:
     return bad
 
 
-def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> set[str]:
-    """Checks every file in the class folders under `root`; returns the paths to train on.
+def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> tuple[set[str], str]:
+    """Checks every file in the class folders under `root`; returns the paths to train on and
+    the folder's fingerprint (part of the stage keys: new or changed images rerun training).
 
     Raises EdgekdError naming the first bad file (unless `skip_bad`) or an empty class folder:
     ImageFolder would drop that class and shift every later class index against the teacher's.
@@ -120,7 +122,9 @@ def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> set[str]:
     if not classes:
         raise EdgekdError(f"no images found in {root}: put one folder of images per class inside it")
     files = {name: class_files(directory, name) for name in classes}
-    bad = _find_bad([f for names in files.values() for f in names], threads)
+    every = [f for names in files.values() for f in names]
+    key = fingerprint(every)
+    bad = _find_bad(every, threads, key)
     if bad and not skip_bad:
         first, problem = next(iter(bad.items()))
         more = f" (1 of {len(bad)} bad files)" if len(bad) > 1 else ""
@@ -134,4 +138,4 @@ def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> set[str]:
                 f"{what} in class folder {os.path.join(directory, name)}: add images of class '{name}' "
                 "or remove the folder (every class folder is a class)"
             )
-    return {f for names in files.values() for f in names if f not in bad}
+    return {f for f in every if f not in bad}, key

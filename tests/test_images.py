@@ -108,3 +108,12 @@ def test_class_folder_with_only_bad_files_is_named(tmp_path):
     truncated_jpeg(root / "class_3" / "only.jpg")
     with pytest.raises(EdgekdError, match="no usable images in class folder .*class_3"):
         load_data(DataConfig(path=root, workers=0, skip_bad_images=True))
+
+
+def test_fingerprint_changes_with_the_files_so_stages_rerun(tmp_path):
+    root = write_image_folder(tmp_path / "data", classes=2, per_class=4)
+    config = DataConfig(path=root, workers=0)
+    first = load_data(config).fingerprint
+    assert load_data(config).fingerprint == first
+    Image.new("RGB", (16, 16)).save(root / "class_0" / "new.png")
+    assert load_data(config).fingerprint != first
