@@ -25,6 +25,10 @@ WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
 SKIP_HINT = "or set skip_bad_images = true in [data] to leave bad files out"
 
 
+class UnsupportedImage(ValueError):
+    """A readable image that the RGB rule rejects."""
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB by the documented rule: 16-bit values scale by 255/65535 (PIL's own convert
     clips them to 255); transparency is composited onto white; the rest is PIL's convert."""
@@ -33,7 +37,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
         return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L").convert("RGB")
     if image.mode == "F":
-        raise ValueError("floating-point pixels (mode F) have no standard 8-bit scale; save it as 8- or 16-bit")
+        raise UnsupportedImage("floating-point pixels (mode F) have no standard 8-bit scale; save it as 8- or 16-bit")
     if image.mode in WITH_ALPHA or "transparency" in image.info:
         rgba = image.convert("RGBA")
         return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
@@ -58,9 +62,9 @@ def image_problem(path: str) -> str | None:
         return "not an image (unknown format or damaged header); delete it or move it out of the class folder"
     except Image.DecompressionBombError as e:
         return f"{e}; shrink the image"
-    except ValueError as e:
+    except UnsupportedImage as e:
         return str(e)
-    except (OSError, SyntaxError) as e:  # what PIL raises for truncated or damaged data
+    except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for truncated or damaged data
         return f"truncated or corrupt image ({e}); delete or re-create it"
     return None
 
