@@ -1,6 +1,6 @@
 """Interruptions and a full disk cost no finished epoch: one real build is killed (SIGKILL in
 distill), stopped by a full disk, interrupted (SIGINT in quantize) and resumed each time;
-then reruns show which stages the stage keys reuse.
+then reruns show which stages the stage keys reuse (a rerun with the same settings: test_build.py).
 
 The steps share one output directory and run in order (each builds on the last).
 """
@@ -89,7 +89,7 @@ class Run:
 
     def run(self, *extra: str, **kwargs) -> subprocess.CompletedProcess:
         process = self.start(*extra, **kwargs)
-        stdout, stderr = process.communicate(timeout=300)
+        stdout, stderr = process.communicate(timeout=900)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def stop_when(self, process: subprocess.Popen, pattern: str, sig: int) -> subprocess.CompletedProcess:
@@ -172,15 +172,6 @@ def test_resume_completes_the_build_from_the_quantize_checkpoint(run):
 
 def stamps(run: Run) -> dict[str, int]:
     return {str(p.relative_to(run.out)): p.stat().st_mtime_ns for p in run.out.glob("work/*/*.pt")}
-
-
-def test_rerun_with_the_same_settings_trains_nothing(run):
-    before = stamps(run)
-    done = run.run()
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert stamps(run) == before
-    assert "teacher resnet18" not in done.stderr and "distill mobilenet" not in done.stderr
-    assert "quantization-aware training" not in done.stderr
 
 
 def test_quantize_setting_reruns_only_quantize(run):

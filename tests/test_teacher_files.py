@@ -13,6 +13,7 @@ from torch import nn
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.teachers import TeacherConfig, load_teacher
+from tests.inprocess import cli
 from tests.test_cli_errors import assert_nothing_written, assert_one_line_error, edgekd
 
 CLASSES = ["class_0", "class_1", "class_2"]
@@ -31,13 +32,13 @@ def onnx_teacher(path, size: int, classes: list[str] | None = None):
     return path
 
 
-def build_with(teacher, data, out):
-    return edgekd("build", "--target", "x86", "--data", str(data), "--teacher", str(teacher), "--out", str(out))
+def build_with(teacher, data, out, run=cli):
+    return run("build", "--target", "x86", "--data", str(data), "--teacher", str(teacher), "--out", str(out))
 
 
 def test_onnx_teacher_with_the_wrong_input_shape(tmp_path, image_folder):
     teacher = onnx_teacher(tmp_path / "teacher.onnx", size=32)
-    done = build_with(teacher, image_folder, tmp_path / "out")  # the default config's input_size is 16
+    done = build_with(teacher, image_folder, tmp_path / "out", run=edgekd)  # the default input_size is 16
     assert_one_line_error(done, str(teacher), "takes 32x32 images", "input_size = 32")
     assert_nothing_written(tmp_path / "out")
 
