@@ -11,6 +11,7 @@ run at the cap, and reports the peak.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -129,9 +130,16 @@ def memory_cgroup(limit: int):
     yield None
 
 
-def test_distill_streams_a_folder_larger_than_the_memory_cap(tmp_path):
+@pytest.fixture
+def big_folder(tmp_path):
     data = tmp_path / "big"
     assert write_big_folder(data, FOLDER) > CAP
+    yield data
+    shutil.rmtree(data)  # pytest keeps recent temporary folders: not 1.2 GB of them
+
+
+def test_distill_streams_a_folder_larger_than_the_memory_cap(tmp_path, big_folder):
+    data = big_folder
     config = tmp_path / "scale.toml"
     config.write_text(CONFIG)
     teacher = onnx_teacher(tmp_path / "teacher.onnx", size=16)  # soft labels without a teacher to train
