@@ -67,6 +67,31 @@ def load_config(path: Path | None = None) -> PipelineConfig:
     except tomllib.TOMLDecodeError as e:
         raise EdgekdError(f"config file {path} is not valid TOML: {e}") from None
     try:
-        return PipelineConfig(**raw)
+        cfg = PipelineConfig(**raw)
     except ValidationError as e:
         raise explain(e, str(path)) from None
+    check_names(cfg, str(path))
+    return cfg
+
+
+def check_names(cfg: PipelineConfig, source: str) -> None:
+    """Names and loss options resolved when the config is read, not hours into a run."""
+    from edgekd.losses import create_loss
+    from edgekd.models import MODELS
+    from edgekd.stages.export import FORMATS
+
+    checks = [
+        ("student.name", lambda: MODELS.get(cfg.student.name)),
+        ("teacher.arch", lambda: MODELS.get(cfg.teacher.arch)),
+        ("distill", lambda: create_loss(cfg.distill.loss, cfg.distill.params)),
+    ]
+    if cfg.quantize.loss:
+        checks.append(("quantize", lambda: create_loss(cfg.quantize.loss, cfg.quantize.params)))
+    for key, check in checks:
+        try:
+            check()
+        except EdgekdError as e:
+            raise EdgekdError(f"{source}: {key}: {e}") from None
+    unknown = [f for f in cfg.export.formats if f not in FORMATS]
+    if unknown:
+        raise EdgekdError(f"{source}: export.formats: unknown {unknown}; choose from {', '.join(FORMATS)}")

@@ -1,8 +1,8 @@
 """Image data: ImageFolder directories streamed from disk, plus the embedded default.
 
 A data directory holds `train/` and `val/` (or `test/`) ImageFolders, or is one ImageFolder
-that is split with a seed. Images load through PIL and are converted to RGB, so grayscale,
-palette, RGBA and 16-bit files all work; apps feed RGB.
+that is split with a seed. Every file is checked once before training and loaded as 8-bit RGB
+by the rule in `edgekd.images`; apps feed RGB.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from edgekd.errors import EdgekdError
+from edgekd.images import load_rgb, usable_images
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,6 +41,7 @@ class DataConfig(BaseModel):
     workers: int = Field(2, ge=0)
     max_train_samples: int | None = Field(None, ge=1, description="a seeded subset, for small budgets")
     max_val_samples: int | None = Field(None, ge=1)
+    skip_bad_images: bool = Field(False, description="leave unreadable files out (logged) instead of stopping")
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Data:
     val: Dataset
     classes: list[str]
     config: DataConfig
+    fingerprint: str = ""  # of the image files (names, sizes, times), for stage keys
 
     @property
     def deterministic_train(self) -> bool:
@@ -121,11 +124,8 @@ def train_transform(cfg: DataConfig) -> transforms.Compose:
     return transforms.Compose(steps)
 
 
-def _image_folder(root: Path, transform) -> datasets.ImageFolder:
-    try:
-        return datasets.ImageFolder(str(root), transform=transform)
-    except (FileNotFoundError, RuntimeError) as e:
-        raise EdgekdError(f"no images found in {root}: put one folder of images per class inside it ({e})") from None
+def _image_folder(root: Path, transform, usable: set[str]) -> datasets.ImageFolder:
+    return datasets.ImageFolder(str(root), transform=transform, loader=load_rgb, is_valid_file=usable.__contains__)
 
 
 def _subset(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -140,14 +140,19 @@ def load_data(cfg: DataConfig) -> Data:
     if not root.is_dir():
         raise EdgekdError(f"data directory {root} does not exist; pass --data DIR with an ImageFolder inside")
     val_dir = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
+    threads = max(2, cfg.workers)
     if (root / "train").is_dir() and val_dir is not None:
-        train = _image_folder(root / "train", train_transform(cfg))
-        val = _image_folder(val_dir, eval_transform(cfg))
+        usable, train_key = usable_images(root / "train", cfg.skip_bad_images, threads)
+        val_usable, val_key = usable_images(val_dir, cfg.skip_bad_images, threads)
+        usable, key = usable | val_usable, train_key + val_key
+        train = _image_folder(root / "train", train_transform(cfg), usable)
+        val = _image_folder(val_dir, eval_transform(cfg), usable)
         if train.classes != val.classes:
             raise EdgekdError(f"{root}/train and {val_dir} have different class folders; make them the same")
     else:
-        train_all = _image_folder(root, train_transform(cfg))
-        val_all = _image_folder(root, eval_transform(cfg))
+        usable, key = usable_images(root, cfg.skip_bad_images, threads)
+        train_all = _image_folder(root, train_transform(cfg), usable)
+        val_all = _image_folder(root, eval_transform(cfg), usable)
         order = np.random.default_rng(cfg.seed).permutation(len(train_all)).tolist()
         n_val = max(1, int(round(len(order) * cfg.val_fraction)))
         if len(order) - n_val < 1:
@@ -162,6 +167,7 @@ def load_data(cfg: DataConfig) -> Data:
         val=_subset(val, cfg.max_val_samples, cfg.seed),
         classes=classes,
         config=cfg,
+        fingerprint=key,
     )
 
 

@@ -3,9 +3,12 @@ so a crash or a full disk never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
 import os
+import resource
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,9 +26,7 @@ def atomic_path(final: Path) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise EdgekdError(
-            f"cannot create output directory {final.parent}: {e.strerror}; choose another --out"
-        ) from None
+        raise EdgekdError(f"cannot create output directory {final.parent}: {_why(e)}") from None
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         yield tmp
@@ -33,7 +34,12 @@ def atomic_path(final: Path) -> Iterator[Path]:
             shutil.rmtree(final)
         os.replace(tmp, final)
     except OSError as e:
-        raise EdgekdError(f"cannot write {final}: {e.strerror}; free space or choose another --out") from None
+        raise EdgekdError(f"cannot write {final}: {_why(e)}") from None
+    except RuntimeError as e:  # C++ writers (OpenVINO) lose the errno: look at the disk instead
+        reason = _full(tmp)
+        if reason is None:
+            raise
+        raise EdgekdError(f"cannot write {final}: {_why(OSError(reason, os.strerror(reason)))}") from e
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -41,9 +47,49 @@ def atomic_path(final: Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+# the fix for each way a write fails; a stage that stopped on a full disk resumes where it was
+FIXES = {
+    errno.ENOSPC: "free some space, then rerun with --resume",
+    errno.EDQUOT: "free some space, then rerun with --resume",
+    errno.EFBIG: "the file size limit (ulimit -f) is too small: raise it, then rerun with --resume",
+    errno.EROFS: "the output directory is read-only: choose another --out",
+    errno.EACCES: "the output directory is not writable: fix its permissions or choose another --out",
+    errno.EPERM: "the output directory is not writable: fix its permissions or choose another --out",
+}
+
+
+def _why(error: OSError) -> str:
+    fix = FIXES.get(error.errno, "choose another --out")
+    return f"{error.strerror or error}; {fix}"
+
+
+def _full(tmp: Path) -> int | None:
+    """The errno a failed write most likely met, judged from the disk and the size limit."""
+    try:
+        if shutil.disk_usage(tmp.parent).free < 16 * 2**20:  # the writer may have removed its partial file
+            return errno.ENOSPC
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and tmp.is_file() and tmp.stat().st_size >= limit:
+            return errno.EFBIG
+    except OSError:
+        return None
+    return None
+
+
+def check_writable(folder: Path) -> None:
+    """Fails early, before hours of training, on an output directory that cannot be written."""
+    with atomic_path(Path(folder) / ".edgekd-write-check") as tmp:
+        tmp.write_bytes(b"")
+    (Path(folder) / ".edgekd-write-check").unlink()
+
+
 def save_torch(obj, final: Path) -> None:
-    with atomic_path(final) as tmp:
-        torch.save(obj, tmp)
+    # serialized in memory, then written by Python: torch's own writer hides the errno
+    # (ENOSPC, EFBIG) behind a RuntimeError
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
+        fh.write(buffer.getbuffer())
 
 
 def save_text(text: str, final: Path) -> None:

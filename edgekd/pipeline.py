@@ -19,7 +19,7 @@ from edgekd.config import PipelineConfig
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import EdgekdError
-from edgekd.io import save_torch, sha256
+from edgekd.io import check_writable, save_torch, sha256
 from edgekd.progress import log
 from edgekd.remote import parse_device
 from edgekd.stages.bench import bench
@@ -58,10 +58,12 @@ class Teacher:
 
 def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) -> Teacher:
     if cfg.teacher.path:
-        model = load_teacher(cfg.teacher, len(data.classes), cfg.data.input_size)
+        model = load_teacher(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
         source, key = str(cfg.teacher.path), sha256(Path(cfg.teacher.path))
     else:
-        key = stage_key(cfg.teacher.model_dump(mode="json"), cfg.data.model_dump(mode="json"), data.classes)
+        key = stage_key(
+            cfg.teacher.model_dump(mode="json"), cfg.data.model_dump(mode="json"), data.classes, data.fingerprint
+        )
         folder = stage_dir(out, "teacher", key, resume)
         final = folder / "teacher.pt"
         if final.is_file():
@@ -87,6 +89,7 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
     if ssh_device:
         ssh_device.check()
     out = Path(out)
+    check_writable(out)
     data = load_data(cfg.data)
     log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
     teacher = prepare_teacher(cfg, data, out, resume)
@@ -97,11 +100,13 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
         cfg.distill.model_dump(mode="json"),
         cfg.student.model_dump(mode="json"),
         cfg.data.model_dump(mode="json"),
+        data.fingerprint,
     )
     folder = stage_dir(out, "distill", distill_key, resume)
     student_path = folder / "student_fp32.pt"
     # keyed by teacher and data: distill runs with other losses or students reuse it
-    logits_cache = out / "work" / f"teacher-logits-{stage_key(teacher.key, cfg.data.model_dump(mode='json'))}.npy"
+    data_key = stage_key(teacher.key, cfg.data.model_dump(mode="json"), data.fingerprint)
+    logits_cache = out / "work" / f"teacher-logits-{data_key}.npy"
     if not student_path.is_file():
         distill(cfg.distill, cfg.student, data, teacher.model, folder, logits_cache)
     student, student_ckpt = load_student(student_path)

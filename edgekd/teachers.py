@@ -3,7 +3,6 @@ onnxruntime; or, when none is given, one that edgekd trains on the data itself."
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from torch import nn
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model, num_outputs
+from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes
 from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict
 
 
@@ -40,7 +40,9 @@ class OnnxTeacher(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = images.detach().cpu().numpy().astype(np.float32)
-        return torch.from_numpy(self.session.run(None, {self.input.name: x})[0])
+        # a model exported with a fixed batch of 1 runs image by image
+        chunks = np.split(x, len(x)) if self.input.shape[0] == 1 else [x]
+        return torch.from_numpy(np.concatenate([self.session.run(None, {self.input.name: c})[0] for c in chunks]))
 
 
 def _read_onnx(path: Path, input_size: int) -> nn.Module:
@@ -48,7 +50,11 @@ def _read_onnx(path: Path, input_size: int) -> nn.Module:
         teacher = OnnxTeacher(path)
     except Exception as e:
         raise EdgekdError(f"cannot load ONNX teacher {path}: {str(e).splitlines()[0]}") from None
-    expected = teacher.input.shape[2:]
+    batch, expected = teacher.input.shape[0], teacher.input.shape[2:]
+    if isinstance(batch, int) and batch != 1:
+        raise EdgekdError(
+            f"ONNX teacher {path} takes batches of exactly {batch} images; export it with a dynamic batch axis"
+        )
     if all(isinstance(d, int) for d in expected) and list(expected) != [input_size, input_size]:
         raise EdgekdError(
             f"ONNX teacher {path} takes {expected[0]}x{expected[1]} images but data.input_size is {input_size}; "
@@ -57,13 +63,20 @@ def _read_onnx(path: Path, input_size: int) -> nn.Module:
     return teacher
 
 
-def _read_state_dict(path: Path, cfg: TeacherConfig, num_classes: int) -> nn.Module:
+def _read_state_dict(path: Path, cfg: TeacherConfig, num_classes: int) -> tuple[nn.Module, list[str] | None]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
+        if "Weights only load failed" in str(e):  # pickled Python objects, e.g. torch.save(model)
+            raise EdgekdError(
+                f"teacher file {path} holds a pickled Python object (a whole model?), not a state_dict; "
+                "save model.state_dict() with torch.save, or the model with torch.export.save as .pt2"
+            ) from None
         raise EdgekdError(f"cannot read teacher file {path}: not a PyTorch state_dict ({type(e).__name__})") from None
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    names = checkpoint_classes(state)
+    for key in ("model", "state_dict"):  # a training checkpoint, or an edgekd student checkpoint
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
     if not isinstance(state, dict):
         raise EdgekdError(f"teacher file {path} holds a {type(state).__name__}, not a state_dict")
     fc = [v for k, v in state.items() if k.endswith(("fc.weight", "classifier.1.weight", "classifier.3.weight"))]
@@ -77,24 +90,29 @@ def _read_state_dict(path: Path, cfg: TeacherConfig, num_classes: int) -> nn.Mod
             f"teacher file {path} does not fit architecture '{cfg.arch}' (small_input={cfg.small_input}): {first}; "
             "set teacher.arch / teacher.small_input to the ones it was trained with"
         ) from None
-    return model
+    return model, names
 
 
-def load_teacher(cfg: TeacherConfig, num_classes: int, input_size: int) -> nn.Module:
+def load_teacher(
+    cfg: TeacherConfig, num_classes: int, input_size: int, data_classes: list[str] | None = None
+) -> nn.Module:
+    """The teacher at `cfg.path`, checked against the data: class count and, when the file
+    carries class names, the names in order (`data_classes`)."""
     path = Path(cfg.path)  # type: ignore[arg-type]
     if not path.is_file():
         raise EdgekdError(f"teacher file {path} does not exist; pass --teacher FILE (.pt, .pt2 or .onnx)")
+    check_kind(path)  # first: torch logs a traceback on some wrong files
+    names = None  # class names, when the file carries them
     if path.suffix == ".onnx":
         teacher = _read_onnx(path, input_size)
+        names = onnx_classes(teacher.session)
     elif path.suffix == ".pt2":
-        if not zipfile.is_zipfile(path):  # checked first: torch logs a traceback on bad files
-            raise EdgekdError(f"cannot load torch.export teacher {path}: not a .pt2 archive (torch.export.save)")
         try:
             teacher = torch.export.load(str(path)).module()
         except Exception as e:
             raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
     else:
-        teacher = _read_state_dict(path, cfg, num_classes)
+        teacher, names = _read_state_dict(path, cfg, num_classes)
     try:
         classes = num_outputs(teacher, input_size)
     except Exception as e:
@@ -104,6 +122,8 @@ def load_teacher(cfg: TeacherConfig, num_classes: int, input_size: int) -> nn.Mo
             f"teacher {path} predicts {classes} classes but the data has {num_classes}; "
             "use a teacher trained on these classes"
         )
+    if data_classes is not None:
+        check_classes(path, names, data_classes)
     return teacher.eval()
 
 

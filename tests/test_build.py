@@ -69,3 +69,4 @@ def test_rerun_reuses_finished_stages(built):
     assert second.returncode == 0, second.stderr[-3000:]
     assert "teacher: reusing" in second.stderr
     assert "distill" not in second.stderr.split("student ")[0]  # no training bar before the student line
+    assert "quantization-aware training" not in second.stderr

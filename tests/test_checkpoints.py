@@ -1,0 +1,38 @@
+"""A damaged epoch checkpoint is named when a run resumes from it, and a finished epoch is
+never trained twice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from edgekd.errors import EdgekdError
+from edgekd.train import TrainConfig, cross_entropy, fit
+
+
+def loader() -> DataLoader:
+    return DataLoader(TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))), batch_size=8)
+
+
+def test_fit_resumes_after_the_checkpointed_epoch_only(tmp_path):
+    checkpoint, cfg = tmp_path / "run.ckpt", TrainConfig(epochs=3, lr=0.01)
+
+    def interrupt_at_second_epoch(epoch: int) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(nn.Linear(4, 2), loader(), cross_entropy, cfg, "a", checkpoint, on_epoch=interrupt_at_second_epoch)
+    seen: list[int] = []
+    fit(nn.Linear(4, 2), loader(), cross_entropy, cfg, "a", checkpoint, on_epoch=seen.append)
+    assert seen == [1, 2] and torch.load(checkpoint, weights_only=False)["epoch"] == 3
+
+
+def test_truncated_checkpoint_is_named_on_resume(tmp_path):
+    checkpoint = tmp_path / "distill.ckpt"
+    fit(nn.Linear(4, 2), loader(), cross_entropy, TrainConfig(epochs=1, lr=0.01), "a", checkpoint)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    with pytest.raises(EdgekdError, match=f"checkpoint {checkpoint} is corrupt .*delete it"):
+        fit(nn.Linear(4, 2), loader(), cross_entropy, TrainConfig(epochs=2, lr=0.01), "a", checkpoint)

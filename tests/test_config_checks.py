@@ -1,0 +1,45 @@
+"""Config mistakes that used to surface hours into a run (after the teacher trained) stop it
+when the config is read: loss options, model names, export formats and wrong types."""
+
+from __future__ import annotations
+
+import pytest
+
+from edgekd.config import load_config
+from edgekd.errors import EdgekdError
+from tests.test_cli_errors import assert_one_line_error, edgekd
+
+
+@pytest.mark.parametrize(
+    "toml, fragments",
+    [
+        ("[distill]\nparams = { temperature = 0.0 }", ["distill: loss 'kd' option 'temperature'", "greater than 0"]),
+        ("[distill]\nparams = { alpha = 1.5 }", ["distill: loss 'kd' option 'alpha'", "less than or equal to 1"]),
+        ("[distill]\nparams = { temprature = 2.0 }", ["unknown option 'temprature'", "did you mean 'temperature'"]),
+        ("[quantize]\nloss = 'dk'", ["quantize: unknown distillation loss 'dk'", "did you mean 'dkd'"]),
+        ("[student]\nname = 'mobilenet_v9'", ["student.name: unknown model 'mobilenet_v9'"]),
+        ("[teacher]\narch = 'resnet19'", ["teacher.arch: unknown model 'resnet19'", "did you mean"]),
+        ("[export]\nformats = ['onnx', 'tflite']", ["export.formats: unknown ['tflite']"]),
+        ("[distill.train]\nepochs = 'ten'", ["'distill.train.epochs'", "valid integer", "'ten'"]),
+        ("[data]\nbatch_size = 0", ["'data.batch_size'", "greater than or equal to 1"]),
+        ("[data]\nskip_bad_image = true", ["unknown key 'data.skip_bad_image'", "did you mean 'skip_bad_images'"]),
+    ],
+)
+def test_config_mistake_names_the_key(tmp_path, toml, fragments):
+    config = tmp_path / "bad.toml"
+    config.write_text(toml + "\n")
+    with pytest.raises(EdgekdError) as raised:
+        load_config(config)
+    message = str(raised.value)
+    assert "\n" not in message and message.startswith(str(config))
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_bad_loss_option_stops_the_build_before_any_work(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text("[distill]\nparams = { temperature = -1.0 }\n")
+    out = tmp_path / "out"
+    done = edgekd("build", "--target", "x86", "--config", str(config), "--out", str(out))
+    assert_one_line_error(done, str(config), "temperature", "greater than 0")
+    assert not out.exists()
