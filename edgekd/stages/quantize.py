@@ -10,6 +10,7 @@ and whether weights use 7 bits (reduce_range, for AVX2 without VNNI).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,9 @@ def _quiet_nncf() -> None:
     logging.getLogger("nncf").setLevel(logging.WARNING)
     # NNCF's CPU kernels build through torch's extension loader, which warns about CUDA
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    # That build runs once per machine and NNCF gives up on it after 60 s, which a busy 2-core
+    # machine exceeds; wait longer, but not forever (a stale lock file would hang the run).
+    os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
 
 
 def insert_fake_quant(model: nn.Module, flavour: Int8Flavour, calibration: list[torch.Tensor]) -> nn.Module:
