@@ -152,7 +152,7 @@ def _distill_one(
         data.loader("train", shuffle=True, with_index=cached),
         distillation_step(loss, teacher, cache),
         cfg.train,
-        f"distill {student.name} ({cfg.loss}{', cached teacher' if cached else ''}){generation}",
+        f"distill {student.name}{generation} ({cfg.loss}{', cached teacher' if cached else ''})",
         checkpoint=checkpoint,
         on_epoch=set_epoch,
         extra=loss,
