@@ -191,6 +191,8 @@ def test_self_distill_layer_errors_name_valid_layers():
     with pytest.raises(EdgekdError, match="student has no layer 'features.13'"):
         create_loss("self_distill", {"layers": ["features.13"]}).check_student("mobilenet_v3_small")
     create_loss("self_distill").check_student("mobilenet_v2")  # the defaults fit
+    with pytest.raises(EdgekdError, match="attach"):
+        create_loss("self_distill")(tensor(S), None, torch.tensor(Y))
 
 
 @pytest.mark.parametrize("name", ["dml", "self_distill"])

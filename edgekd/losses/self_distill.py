@@ -110,6 +110,8 @@ class SelfDistill(DistillLoss):
         self.hooks.remove()
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+        if not self.heads:
+            raise EdgekdError("self_distill: call attach(student, teacher) before training: it creates the heads")
         c, t = self.config, self.config.temperature
         loss = F.cross_entropy(student, target)
         if self.uses_teacher:
