@@ -83,7 +83,7 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
     checks = [
         ("student.name", lambda: MODELS.get(cfg.student.name)),
         ("teacher.arch", lambda: MODELS.get(cfg.teacher.arch)),
-        ("distill", lambda: create_loss(cfg.distill.loss, cfg.distill.params)),
+        ("distill", lambda: create_loss(cfg.distill.loss, cfg.distill.params).check_student(cfg.student.name)),
     ]
     if cfg.quantize.loss:
         checks.append(("quantize", lambda: create_loss(cfg.quantize.loss, cfg.quantize.params)))

@@ -23,6 +23,15 @@ from tests.test_cli_errors import assert_one_line_error, edgekd
         ("[distill.train]\nepochs = 'ten'", ["'distill.train.epochs'", "valid integer", "'ten'"]),
         ("[data]\nbatch_size = 0", ["'data.batch_size'", "greater than or equal to 1"]),
         ("[data]\nskip_bad_image = true", ["unknown key 'data.skip_bad_image'", "did you mean 'skip_bad_images'"]),
+        ("[distill]\ngenerations = 0", ["'distill.generations' input should be greater than or equal to 1"]),
+        ("[distill]\nloss = 'dml'\nparams = { peers = ['resnet19'] }", ["option 'peers': unknown model 'resnet19'"]),
+        ("[distill]\nloss = 'dml'\nparams = { peer = ['resnet18'] }", ["unknown option 'peer' for loss 'dml'"]),
+        (
+            "[student]\nname = 'mobilenet_v3_small'\n[distill]\nloss = 'self_distill'\n"
+            "params = { layers = ['features.13'] }",
+            ["distill: the student has no layer 'features.13'", "valid names include"],
+        ),
+        ("[distill]\nloss = 'self_distill'\nparams = { head = 'mlp' }", ["option 'head'", "'linear' or 'bottleneck'"]),
     ],
 )
 def test_config_mistake_names_the_key(tmp_path, toml, fragments):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -17,6 +18,17 @@ class LossConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass(frozen=True)
+class StudentSpec:
+    """What the distill stage knows about the student, for methods that build models of their own
+    (DML's peers, self-distillation's heads) before the optimizer exists."""
+
+    arch: str  # an edgekd.models name
+    num_classes: int
+    small_input: bool
+    input_size: int  # side of the training images
+
+
 class DistillLoss(nn.Module):
     """Maps a batch's student logits, teacher logits and labels to a scalar loss.
 
@@ -24,10 +36,12 @@ class DistillLoss(nn.Module):
     Feature-based methods override `attach` to hook layers of both models (and may own
     learnable adapters: the loss's own parameters are trained with the student's).
     `uses_teacher_features` tells the distill stage it cannot replace the teacher's
-    forward pass by cached logits.
+    forward pass by cached logits; `uses_teacher` False that it needs no teacher at all
+    (`forward` then gets `teacher=None`). `spec` is set by `create_loss` when given.
     """
 
     uses_teacher_features: ClassVar[bool] = False
+    uses_teacher: bool = True
 
     Config: ClassVar[type[LossConfig]] = LossConfig
 
@@ -35,6 +49,23 @@ class DistillLoss(nn.Module):
         super().__init__()
         self.config = config
         self.epoch = 0
+        self.spec: StudentSpec | None = None
+
+    def require_spec(self, name: str) -> StudentSpec:
+        if self.spec is None:
+            raise EdgekdError(
+                f"{name} builds models of its own: create it with create_loss(..., spec=StudentSpec(...))"
+            )
+        return self.spec
+
+    def check_student(self, arch: str) -> None:
+        """Raises EdgekdError when the options do not fit a student of architecture `arch`;
+        called when the pipeline config is read, before any training."""
+
+    def for_finetuning(self) -> DistillLoss:
+        """The loss for fine-tuning the distilled student (QAT). Methods whose own trained models
+        (peers, heads) would start over from scratch there return a plain logit loss instead."""
+        return self
 
     def attach(self, student: nn.Module, teacher: nn.Module) -> None:
         """Called once before training (and before the optimizer is built), with both models."""
@@ -49,7 +80,7 @@ class DistillLoss(nn.Module):
 LOSSES: Registry[type[DistillLoss]] = Registry("distillation loss")
 
 
-def create_loss(name: str, params: dict[str, Any] | None = None) -> DistillLoss:
+def create_loss(name: str, params: dict[str, Any] | None = None, spec: StudentSpec | None = None) -> DistillLoss:
     cls = LOSSES.get(name)
     params = params or {}
     valid = list(cls.Config.model_fields)
@@ -59,10 +90,14 @@ def create_loss(name: str, params: dict[str, Any] | None = None) -> DistillLoss:
                 f"unknown option '{key}' for loss '{name}'{did_you_mean(key, valid)}; valid: {', '.join(valid)}"
             )
     try:
-        return cls(cls.Config(**params))
+        loss = cls(cls.Config(**params))
     except ValidationError as e:
         err = e.errors()[0]
-        raise EdgekdError(f"loss '{name}' option '{err['loc'][0]}': {err['msg']}") from None
+        # a validator's own message (e.g. an unknown model name) without pydantic's "Value error, "
+        msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
+        raise EdgekdError(f"loss '{name}' option '{err['loc'][0]}': {msg}") from None
+    loss.spec = spec
+    return loss
 
 
 def kl_to_probs(

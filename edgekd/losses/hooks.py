@@ -1,9 +1,9 @@
-"""Shared plumbing of the feature-based losses (FitNets, AT, SP, RKD on layers).
+"""Shared plumbing of the feature-based losses (FitNets, AT, SP, RKD on layers, self-distillation).
 
-`LayerHooks` keeps the latest output of named (student layer, teacher layer) pairs, captured by
-forward hooks while the training step runs both models. `FeatureLoss` is the base class: it hooks
-the layers in `attach`, adds the optional logit terms (CE + Hinton KD) and averages the method's
-per-pair term over the pairs.
+`OutputHooks` keeps the latest output of named layers of one model, captured by forward hooks
+while the training step runs it; `LayerHooks` does so for (student layer, teacher layer) pairs.
+`FeatureLoss` is the base class of the pair methods: it hooks the layers in `attach`, adds the
+optional logit terms (CE + Hinton KD) and averages the method's per-pair term over the pairs.
 """
 
 from __future__ import annotations
@@ -32,29 +32,28 @@ def find_layer(model: nn.Module, name: str, role: str) -> nn.Module:
     return layers[name]
 
 
-class LayerHooks:
-    """Forward hooks storing, per pair index, the student layer's output (with its graph) and the
-    teacher layer's output (detached: the teacher is never trained)."""
+class OutputHooks:
+    """Forward hooks keeping, per index, the latest output of named layers of one model: with its
+    graph (a model being trained) or detached (a frozen teacher)."""
 
-    def __init__(self, pairs: list[tuple[str, str]]):
-        self.pairs = list(pairs)
-        self.student: dict[int, torch.Tensor] = {}
-        self.teacher: dict[int, torch.Tensor] = {}
+    def __init__(self, names: list[str], role: str, detach: bool):
+        self.names, self.role, self.detach = list(names), role, detach
+        self.outputs: dict[int, torch.Tensor] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
 
-    def attach(self, student: nn.Module, teacher: nn.Module) -> None:
-        self.remove()
-        # resolve every name first, so a typo leaves no half-hooked models behind
-        layers = [(find_layer(student, s, "student"), find_layer(teacher, t, "teacher")) for s, t in self.pairs]
-        for i, (s_layer, t_layer) in enumerate(layers):
-            self._handles.append(s_layer.register_forward_hook(self._keep(self.student, i, detach=False)))
-            self._handles.append(t_layer.register_forward_hook(self._keep(self.teacher, i, detach=True)))
+    def layers(self, model: nn.Module) -> list[nn.Module]:
+        return [find_layer(model, name, self.role) for name in self.names]
 
-    @staticmethod
-    def _keep(store: dict[int, torch.Tensor], i: int, detach: bool):
+    def attach(self, layers: list[nn.Module]) -> None:
+        """Hooks `layers` (from `layers(model)`: resolve every name before hooking anything)."""
+        self.remove()
+        for i, layer in enumerate(layers):
+            self._handles.append(layer.register_forward_hook(self._keep(i)))
+
+    def _keep(self, i: int):
         def hook(module: nn.Module, inputs: tuple, output) -> None:
             out = output[0] if isinstance(output, (tuple, list)) else output
-            store[i] = out.detach() if detach else out
+            self.outputs[i] = out.detach() if self.detach else out
 
         return hook
 
@@ -62,46 +61,78 @@ class LayerHooks:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        self.student.clear()
-        self.teacher.clear()
+        self.outputs.clear()
+
+    def captured(self, batch: int, what: str) -> list[torch.Tensor]:
+        """Each layer's output, checked to come from a batch of `batch` samples; `what` names the
+        models to run, for the error."""
+        out = []
+        for i, name in enumerate(self.names):
+            f = self.outputs.get(i)
+            if f is None:
+                raise EdgekdError(
+                    f"no output captured from {self.role} layer '{name}': attach() the loss, then run "
+                    f"{what} on the batch before computing it"
+                )
+            if len(f) != batch:
+                raise EdgekdError(
+                    f"{self.role} layer '{name}' captured a batch of {len(f)} samples but the logits have "
+                    f"{batch}: run {what} on the same batch"
+                )
+            out.append(f)
+        return out
+
+
+class LayerHooks:
+    """Forward hooks storing, per pair index, the student layer's output (with its graph) and the
+    teacher layer's output (detached: the teacher is never trained)."""
+
+    def __init__(self, pairs: list[tuple[str, str]]):
+        self.pairs = list(pairs)
+        self.student = OutputHooks([s for s, _ in self.pairs], "student", detach=False)
+        self.teacher = OutputHooks([t for _, t in self.pairs], "teacher", detach=True)
+
+    def attach(self, student: nn.Module, teacher: nn.Module) -> None:
+        # resolve every name first, so a typo leaves no half-hooked models behind
+        layers = self.student.layers(student), self.teacher.layers(teacher)
+        self.student.attach(layers[0])
+        self.teacher.attach(layers[1])
+
+    def remove(self) -> None:
+        self.student.remove()
+        self.teacher.remove()
 
     def features(self, batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """The (student, teacher) outputs of each pair, checked to come from a batch of `batch`."""
-        out = []
-        for i, (s, t) in enumerate(self.pairs):
-            fs, ft = self.student.get(i), self.teacher.get(i)
-            if fs is None or ft is None:
-                raise EdgekdError(
-                    f"no output captured from layers ('{s}', '{t}'): attach() the loss, then run both "
-                    "the student and the teacher on the batch before computing it"
-                )
-            if len(fs) != batch or len(ft) != batch:
-                raise EdgekdError(
-                    f"layers ('{s}', '{t}') captured batches of {len(fs)} and {len(ft)} samples but the "
-                    f"logits have {batch}: run both models on the same batch"
-                )
-            out.append((fs, ft))
-        return out
+        what = "both the student and the teacher"
+        return list(zip(self.student.captured(batch, what), self.teacher.captured(batch, what)))
 
-    @torch.no_grad()
     def probe(self, student: nn.Module, teacher: nn.Module, in_channels: int, size: int) -> list[tuple]:
-        """Output shapes of each pair for a dummy batch (2 x in_channels x size x size), in eval mode
-        so batch-norm statistics are untouched; used to size adapters before the optimizer exists."""
-        modes = student.training, teacher.training
-        student.eval(), teacher.eval()
+        """Output shapes of each pair for a dummy batch; used to size adapters before the optimizer exists."""
+        fix = "set the loss's in_channels and input_size to those of the training images"
         try:
-            x = torch.zeros(2, in_channels, size, size)
-            student(x.to(model_device(student)))
-            teacher(x.to(model_device(teacher)))
+            dummy_forward([student, teacher], in_channels, size, fix)
             return [(fs.shape, ft.shape) for fs, ft in self.features(2)]
-        except RuntimeError as e:
-            raise EdgekdError(
-                f"dummy forward of a 2x{in_channels}x{size}x{size} batch failed ({str(e).splitlines()[0]}); "
-                "set the loss's in_channels and input_size to those of the training images"
-            ) from None
         finally:
-            student.train(modes[0]), teacher.train(modes[1])
-            self.student.clear(), self.teacher.clear()
+            self.student.outputs.clear(), self.teacher.outputs.clear()
+
+
+@torch.no_grad()
+def dummy_forward(models: list[nn.Module], in_channels: int, size: int, fix: str) -> None:
+    """Runs each model once on a zero batch (2 x in_channels x size x size), for its hooks to see
+    the layers' shapes; in eval mode, so batch-norm statistics are untouched. `fix` ends the error."""
+    modes = [m.training for m in models]
+    try:
+        for model in models:
+            model.eval()
+            model(torch.zeros(2, in_channels, size, size, device=model_device(model)))
+    except RuntimeError as e:
+        raise EdgekdError(
+            f"dummy forward of a 2x{in_channels}x{size}x{size} batch failed ({str(e).splitlines()[0]}); {fix}"
+        ) from None
+    finally:
+        for model, mode in zip(models, modes):
+            model.train(mode)
 
 
 def model_device(model: nn.Module) -> torch.device:

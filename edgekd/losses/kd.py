@@ -23,6 +23,10 @@ class KDConfig(LossConfig):
 class KD(DistillLoss):
     Config = KDConfig
 
+    def __init__(self, config: KDConfig):
+        super().__init__(config)
+        self.uses_teacher = config.alpha > 0  # alpha = 0 is plain CE: no teacher forward needed
+
     def temperature(self) -> float:
         c = self.config
         if c.temperature_end is None:
@@ -32,4 +36,11 @@ class KD(DistillLoss):
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c = self.config
         ce = F.cross_entropy(student, target)
+        if not self.uses_teacher:
+            return ce
         return (1 - c.alpha) * ce + c.alpha * soft_kl(student, teacher, self.temperature())
+
+
+def ce_plus_kd(kd_weight: float, temperature: float) -> KD:
+    """CE + kd_weight * KD_T as a KD loss: the same objective scaled by 1 / (1 + kd_weight)."""
+    return KD(KDConfig(temperature=temperature, alpha=kd_weight / (1 + kd_weight)))

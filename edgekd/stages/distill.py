@@ -12,9 +12,10 @@ from torch import nn
 
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
-from edgekd.io import atomic_path, save_torch
-from edgekd.losses import DistillLoss, create_loss
+from edgekd.io import atomic_path, save_torch, sha256
+from edgekd.losses import DistillLoss, StudentSpec, create_loss
 from edgekd.models import create_model
+from edgekd.progress import log
 from edgekd.train import TrainConfig, accuracy, fit, predict
 
 
@@ -31,6 +32,7 @@ class DistillConfig(BaseModel):
     loss: str = "kd"
     params: dict[str, Any] = Field({}, description="options of the chosen loss")
     train: TrainConfig = TrainConfig(epochs=10, lr=0.05)
+    generations: int = Field(1, ge=1, description="born-again networks: each a fresh student taught by the last")
 
 
 def teacher_logits_cache(teacher: nn.Module, data: Data, path: Path) -> np.ndarray:
@@ -50,7 +52,7 @@ def teacher_logits_cache(teacher: nn.Module, data: Data, path: Path) -> np.ndarr
 
 
 def use_cache(loss: DistillLoss, data: Data) -> bool:
-    return data.deterministic_train and not loss.uses_teacher_features
+    return loss.uses_teacher and data.deterministic_train and not loss.uses_teacher_features
 
 
 def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray | None = None):
@@ -59,9 +61,10 @@ def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray |
 
     def step(student: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
         images, labels = batch[0], batch[1]
+        teacher_logits = None  # for methods that learn without a teacher (loss.uses_teacher False)
         if cache is not None:
             teacher_logits = torch.from_numpy(np.ascontiguousarray(cache[batch[2].numpy()]))
-        else:
+        elif loss.uses_teacher:
             with torch.no_grad():
                 teacher_logits = teacher(images)
         return loss(student(images), teacher_logits, labels)
@@ -104,10 +107,38 @@ def distill(
 ) -> Path:
     """Trains `student` against `teacher`; returns the student checkpoint `student_fp32.pt`.
 
-    `logits_cache`: where the teacher's training-set logits are kept between epochs and runs.
+    With `cfg.generations` N > 1 (born-again networks, Furlanello et al. 2018), generation g + 1 is
+    a fresh student taught by generation g's; each finished generation g < N is kept as
+    `student_gen{g}.pt` and reused by a rerun, and the last one is the result.
+    `logits_cache`: where the given teacher's training-set logits are kept between epochs and runs.
     """
+    n, cache = cfg.generations, logits_cache
+    for g in range(1, n + 1):
+        path = out_dir / ("student_fp32.pt" if g == n else f"student_gen{g}.pt")
+        if not path.is_file():
+            generation = f" generation {g}/{n}" if n > 1 else ""
+            checkpoint = out_dir / ("distill.ckpt" if g == n else f"distill-gen{g}.ckpt")
+            _distill_one(cfg, student, data, teacher, path, checkpoint, cache, generation)
+        if g < n:
+            teacher = load_student(path)[0]
+            if cache is not None:  # the given teacher's logits do not apply: this student's get their own
+                cache = out_dir / f"teacher-logits-{sha256(path)[:12]}.npy"
+    return path
+
+
+def _distill_one(
+    cfg: DistillConfig,
+    student: StudentConfig,
+    data: Data,
+    teacher: nn.Module,
+    path: Path,
+    checkpoint: Path,
+    logits_cache: Path | None,
+    generation: str,
+) -> None:
+    spec = StudentSpec(student.name, len(data.classes), student.small_input, data.config.input_size)
     model = create_model(student.name, len(data.classes), student.small_input)
-    loss = create_loss(cfg.loss, cfg.params)
+    loss = create_loss(cfg.loss, cfg.params, spec)
     loss.attach(model, teacher)
     teacher.eval()
     cached = use_cache(loss, data) and logits_cache is not None
@@ -121,11 +152,13 @@ def distill(
         data.loader("train", shuffle=True, with_index=cached),
         distillation_step(loss, teacher, cache),
         cfg.train,
-        f"distill {student.name} ({cfg.loss}{', cached teacher' if cached else ''})",
-        checkpoint=out_dir / "distill.ckpt",
+        f"distill {student.name}{generation} ({cfg.loss}{', cached teacher' if cached else ''})",
+        checkpoint=checkpoint,
         on_epoch=set_epoch,
         extra=loss,
     )
     loss.detach()
     val_accuracy = accuracy(*predict(model, data.loader("val")))
-    return save_student(model, student, data, out_dir / "student_fp32.pt", val_accuracy=val_accuracy)
+    if generation:
+        log(f"distill{generation}: val accuracy {val_accuracy:.2%}")
+    save_student(model, student, data, path, val_accuracy=val_accuracy)

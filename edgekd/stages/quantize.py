@@ -140,7 +140,7 @@ def quantize(
 
     model, ckpt = load_student(student_path)
     model = insert_fake_quant(model, flavour, calibration_images(data, cfg.calibration_samples))
-    loss = create_loss(cfg.loss or distill_loss[0], cfg.params if cfg.loss else distill_loss[1])
+    loss = create_loss(cfg.loss or distill_loss[0], cfg.params if cfg.loss else distill_loss[1]).for_finetuning()
     loss.attach(model, teacher)
     loss.epoch = 10**6  # past any warm-up: the student is already distilled
     cached = use_cache(loss, data) and logits_cache is not None

@@ -1,0 +1,126 @@
+"""Self-distillation, "Be Your Own Teacher" (Zhang et al., ICCV 2019): the network's final output
+teaches classifiers on its own earlier layers, whose gradients shape those shared layers.
+
+Auxiliary heads (global-average-pool + linear, or a small bottleneck + pool + linear) read named
+student layers through forward hooks. They are parameters of this loss: sized in `attach` by a
+dummy forward, trained with the student, never exported. With z the final logits and h_i a head's:
+loss = CE(z) [+ teacher_weight * T^2 KL(softmax(teacher / T) || softmax(z / T))]
+       + sum_i [(1 - alpha) CE(h_i) + alpha * T^2 KL(softmax(z.detach() / T) || softmax(h_i / T))]
+(paper: T = 3, alpha = 0.3; its feature-hint term is left out). QAT fine-tunes the student with
+CE [+ the teacher term] alone (`for_finetuning`): heads started over would only add noise.
+"""
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from edgekd.errors import EdgekdError
+from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
+from edgekd.losses.hooks import OutputHooks, dummy_forward, model_device
+from edgekd.losses.kd import ce_plus_kd
+from edgekd.models import create_model
+
+# the ends of the stages before the last (1/4, 1/8, 1/16 of the ImageNet resolution), as BYOT
+# puts its heads after ResNet's layer1-3
+DEFAULT_LAYERS = {
+    "mobilenet_v2": ["features.3", "features.6", "features.13"],
+    "mobilenet_v3_small": ["features.1", "features.3", "features.8"],
+    "mobilenet_v3_large": ["features.3", "features.6", "features.12"],
+    "shufflenet_v2_x0_5": ["stage2", "stage3"],
+    "shufflenet_v2_x1_0": ["stage2", "stage3"],
+    "resnet18": ["layer1", "layer2", "layer3"],
+    "resnet34": ["layer1", "layer2", "layer3"],
+    "resnet50": ["layer1", "layer2", "layer3"],
+}
+
+
+class SelfDistillConfig(LossConfig):
+    layers: list[str] | None = Field(
+        None, min_length=1, description="student layers that get a head; None: the architecture's stage ends"
+    )
+    head: Literal["linear", "bottleneck"] = Field("linear", description="pool + linear, or conv bottleneck first")
+    head_width: int = Field(128, ge=1, description="channels of the bottleneck head's convolutions")
+    temperature: float = Field(3.0, gt=0, description="T of the KL terms (paper: 3)")
+    alpha: float = Field(0.3, ge=0, le=1, description="weight of the heads' KD from the final output; CE: 1 - alpha")
+    teacher_weight: float = Field(0.0, ge=0, description="weight of Hinton KD from the teacher on the final output")
+
+
+def _head(kind: str, channels: int, width: int, num_classes: int) -> nn.Module:
+    pool = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if kind == "linear":
+        return nn.Sequential(*pool, nn.Linear(channels, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(channels, width, 1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        nn.Conv2d(width, width, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(width),
+        nn.ReLU(),
+        *pool,
+        nn.Linear(width, num_classes),
+    )
+
+
+@LOSSES.register("self_distill")
+class SelfDistill(DistillLoss):
+    Config = SelfDistillConfig
+
+    def __init__(self, config: SelfDistillConfig):
+        super().__init__(config)
+        self.uses_teacher = config.teacher_weight > 0
+        self.heads = nn.ModuleList()
+        self.hooks = OutputHooks([], "student", detach=False)
+
+    def layer_names(self, arch: str) -> list[str]:
+        if self.config.layers:
+            return self.config.layers
+        if arch not in DEFAULT_LAYERS:
+            raise EdgekdError(
+                f"self_distill has no default layers for student '{arch}'; set params.layers to some of its "
+                "layers (e.g. the last block of each downsampling stage)"
+            )
+        return DEFAULT_LAYERS[arch]
+
+    def check_student(self, arch: str) -> None:
+        OutputHooks(self.layer_names(arch), "student", detach=False).layers(create_model(arch, 2))
+
+    def attach(self, student: nn.Module, teacher: nn.Module) -> None:
+        spec = self.require_spec("self_distill")
+        self.hooks.remove()
+        self.hooks = OutputHooks(self.layer_names(spec.arch), "student", detach=False)
+        self.hooks.attach(self.hooks.layers(student))
+        try:
+            dummy_forward([student], 3, spec.input_size, "check data.input_size")
+            shapes = [f.shape for f in self.hooks.captured(2, "the student")]
+            flat = [n for n, s in zip(self.hooks.names, shapes) if len(s) != 4]
+            if flat:
+                raise EdgekdError(f"self_distill: layers {flat} give no 4-D feature maps; pick convolutional blocks")
+        except EdgekdError:
+            self.hooks.remove()  # nothing half-attached
+            raise
+        self.hooks.outputs.clear()
+        c = self.config
+        heads = [_head(c.head, s[1], c.head_width, spec.num_classes) for s in shapes]
+        self.heads = nn.ModuleList(heads).to(model_device(student))
+
+    def detach(self) -> None:
+        self.hooks.remove()
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor | None, target: torch.Tensor) -> torch.Tensor:
+        if not self.heads:
+            raise EdgekdError("self_distill: call attach(student, teacher) before training: it creates the heads")
+        c, t = self.config, self.config.temperature
+        loss = F.cross_entropy(student, target)
+        if self.uses_teacher:
+            loss = loss + c.teacher_weight * soft_kl(student, teacher, t)
+        final = student.detach()
+        for head, feature in zip(self.heads, self.hooks.captured(len(student), "the student")):
+            h = head(feature)
+            loss = loss + (1 - c.alpha) * F.cross_entropy(h, target) + c.alpha * soft_kl(h, final, t)
+        return loss
+
+    def for_finetuning(self) -> DistillLoss:
+        return ce_plus_kd(self.config.teacher_weight, self.config.temperature)
