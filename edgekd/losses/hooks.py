@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from edgekd.compute import model_device
 from edgekd.errors import EdgekdError
 from edgekd.losses.base import DistillLoss, LossConfig, soft_kl
 from edgekd.registry import did_you_mean
@@ -102,11 +103,6 @@ class LayerHooks:
         finally:
             student.train(modes[0]), teacher.train(modes[1])
             self.student.clear(), self.teacher.clear()
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the first parameter (CPU for a parameterless model)."""
-    return next(model.parameters(), torch.empty(0)).device
 
 
 class FeatureConfig(LossConfig):
