@@ -94,7 +94,8 @@ class Trained(nn.Module):
 
 def wrap(model: nn.Module, extra: nn.Module | None) -> nn.Module:
     """`model` itself alone; under torchrun, DDP over the model and `extra` (which starts every
-    rank from rank 0's weights)."""
+    rank from rank 0's weights). The loss runs `extra` outside DDP's forward: its gradients are
+    still averaged, as long as unused parameters are not searched for (the default)."""
     if world_size() == 1:
         return model
     device = next(model.parameters()).device
@@ -114,8 +115,8 @@ def check_in_step(model: nn.Module, extra: nn.Module | None, images: int, total:
     """After training: copies rank 0's buffers (BatchNorm statistics, which each rank updates
     from its own shard) to every rank, then checks that all ranks hold the same weights: a
     parameter outside DDP would have drifted. Returns the line to log."""
-    for module in (model, extra):
-        for buffer in module.buffers() if module is not None else []:
+    for module in [m for m in (model, extra) if m is not None]:
+        for buffer in module.buffers():
             dist.broadcast(buffer, 0)
     mine = (images, state_digest(model.state_dict()), state_digest(extra.state_dict() if extra is not None else {}))
     everyone: list[Any] = [None] * world_size()
@@ -124,4 +125,5 @@ def check_in_step(model: nn.Module, extra: nn.Module | None, images: int, total:
         raise RuntimeError(f"processes ended training with different weights: {everyone}")
     shards = "+".join(str(facts[0]) for facts in everyone)
     digests = ", ".join(facts[1][:16] for facts in everyone)
-    return f"{len(everyone)} processes trained on {shards} of {total} images per epoch; weights sha256 per rank: {digests}"
+    trained = f"{len(everyone)} processes trained on {shards} of {total} images per epoch"
+    return f"{trained}; weights sha256 per rank: {digests}"

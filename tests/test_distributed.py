@@ -52,7 +52,8 @@ TRAIN_IMAGES = 24  # 3 classes x 10 images, 6 of them split off for validation
 
 def torchrun(root: Path, *extra: str) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
-    args = ["distill", "--config", str(root / "pipeline.toml"), "--data", str(root / "data"), "--out", str(root / "out")]
+    args = ["distill", "--config", str(root / "pipeline.toml"), "--data", str(root / "data")]
+    args += ["--out", str(root / "out")]
     env = os.environ | {"COLUMNS": "400"}  # log lines unwrapped
     return subprocess.Popen(
         [*command, "-m", "edgekd", *args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
