@@ -4,9 +4,11 @@ when the config is read: loss options, model names, export formats and wrong typ
 from __future__ import annotations
 
 import pytest
+import torch
 
 from edgekd.config import load_config
 from edgekd.errors import EdgekdError
+from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error, edgekd
 
 
@@ -23,6 +25,7 @@ from tests.test_cli_errors import assert_one_line_error, edgekd
         ("[distill.train]\nepochs = 'ten'", ["'distill.train.epochs'", "valid integer", "'ten'"]),
         ("[data]\nbatch_size = 0", ["'data.batch_size'", "greater than or equal to 1"]),
         ("[data]\nskip_bad_image = true", ["unknown key 'data.skip_bad_image'", "did you mean 'skip_bad_images'"]),
+        ("[compute]\ndevice = 'gpu'", ["'compute.device'", "'auto', 'cuda' or 'cpu'", "'gpu'"]),
     ],
 )
 def test_config_mistake_names_the_key(tmp_path, toml, fragments):
@@ -42,4 +45,14 @@ def test_bad_loss_option_stops_the_build_before_any_work(tmp_path):
     out = tmp_path / "out"
     done = edgekd("build", "--target", "x86", "--config", str(config), "--out", str(out))
     assert_one_line_error(done, str(config), "temperature", "greater than 0")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a CUDA device")
+def test_cuda_device_without_a_gpu_stops_the_build_before_any_work(tmp_path):
+    config = tmp_path / "cuda.toml"
+    config.write_text('[compute]\ndevice = "cuda"\n')
+    out = tmp_path / "out"
+    done = cli("build", "--target", "x86", "--config", str(config), "--out", str(out))
+    assert_one_line_error(done, 'device = "cuda" but no CUDA device is visible', '"auto" or "cpu"')
     assert not out.exists()
