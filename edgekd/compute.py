@@ -2,8 +2,9 @@
 the CPU in fp32, unchanged.
 
 Models live on the CPU between stages, in fp32 and the default memory format: `on_device` moves
-them for the length of a training run or a prediction and back, so checkpoints, exports and the
-later stages never see a GPU tensor. Autocast keeps parameters fp32; only activations run bf16.
+them for the length of a training run or a prediction and back, so saved weights, exports and
+the later stages never see a GPU tensor (epoch checkpoints load onto the CPU in any case).
+Autocast keeps parameters fp32; only activations run bf16.
 """
 
 from __future__ import annotations
