@@ -79,8 +79,9 @@ def build(
     if device:
         parse_device(device)
     report = run_build(_config(config, data, teacher, student), target, out, resume=resume, device=device)
-    print_tables(report, console)
-    typer.echo(f"report: {out / 'report.md'}\nartifacts: {out / 'artifacts'}")
+    if report:  # under torchrun, rank 0's
+        print_tables(report, console)
+        typer.echo(f"report: {out / 'report.md'}\nartifacts: {out / 'artifacts'}")
 
 
 @app.command()
@@ -95,14 +96,15 @@ def distill(
 ):
     """Distill the teacher into a student; writes a student checkpoint."""
     from edgekd.data import load_data
-    from edgekd.pipeline import prepare_teacher
+    from edgekd.pipeline import prepare_teacher, session
     from edgekd.stages.distill import distill as run_distill
 
     cfg = _config(config, data, teacher, student)
-    loaded = load_data(cfg.data)
-    teach = prepare_teacher(cfg, loaded, out, resume)
-    path = run_distill(cfg.distill, cfg.student, loaded, teach.model, out)
-    typer.echo(f"student: {path}")
+    with session(cfg):
+        loaded = load_data(cfg.data)
+        teach = prepare_teacher(cfg, loaded, out, resume)
+        path = run_distill(cfg.distill, cfg.student, loaded, teach.model, out)
+        _say(f"student: {path}")
 
 
 @app.command()
@@ -117,18 +119,19 @@ def quantize(
 ):
     """Quantization-aware fine-tuning (int8) with the distillation loss; writes a QAT checkpoint."""
     from edgekd.data import load_data
-    from edgekd.pipeline import prepare_teacher
+    from edgekd.pipeline import prepare_teacher, session
     from edgekd.stages.quantize import quantize as run_quantize
     from edgekd.targets import load_target
 
     _exists(student_checkpoint)
     cfg = _config(config, data, teacher, None)
     flavour = load_target(target).int8
-    loaded = load_data(cfg.data)
-    teach = prepare_teacher(cfg, loaded, out, False)
-    loss = (cfg.distill.loss, cfg.distill.params)
-    path = run_quantize(cfg.quantize, student_checkpoint, loaded, teach.model, flavour, loss, out)
-    typer.echo(f"int8 student: {path}")
+    with session(cfg):
+        loaded = load_data(cfg.data)
+        teach = prepare_teacher(cfg, loaded, out, False)
+        loss = (cfg.distill.loss, cfg.distill.params)
+        path = run_quantize(cfg.quantize, student_checkpoint, loaded, teach.model, flavour, loss, out)
+        _say(f"int8 student: {path}")
 
 
 @app.command()
@@ -242,6 +245,14 @@ def _target(name: str):
     from edgekd.targets import load_target
 
     return load_target(name)
+
+
+def _say(line: str) -> None:
+    """A result line on stdout; under torchrun, from rank 0 only."""
+    from edgekd.distributed import is_main
+
+    if is_main():
+        typer.echo(line)
 
 
 def _exists(path: Path) -> None:

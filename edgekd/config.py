@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from edgekd.compute import ComputeConfig
 from edgekd.data import DataConfig
 from edgekd.errors import EdgekdError
 from edgekd.registry import did_you_mean
@@ -33,6 +34,7 @@ class PipelineConfig(BaseModel):
     export: ExportConfig = ExportConfig()
     verify: VerifyConfig = VerifyConfig()
     bench: BenchConfig = BenchConfig()
+    compute: ComputeConfig = ComputeConfig()
 
 
 def _model_at(loc: tuple) -> type[BaseModel] | None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
+from edgekd import distributed
 from edgekd.errors import EdgekdError
 from edgekd.images import load_rgb, usable_images
 
@@ -65,13 +66,17 @@ class Data:
         if with_index:
             dataset = WithIndex(dataset)
         workers = self.config.workers
+        # a shuffled loader trains: under torchrun, each process gets its own shard
+        shard = distributed.sampler(dataset, self.config.seed) if shuffle else None
+        per_process = len(shard) if shard is not None else len(dataset)
         return DataLoader(
             dataset,
             batch_size=batch_size or self.config.batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and shard is None,
+            sampler=shard,
             num_workers=workers,
             persistent_workers=workers > 0,
-            drop_last=shuffle and len(dataset) > (batch_size or self.config.batch_size),
+            drop_last=shuffle and per_process > (batch_size or self.config.batch_size),
         )
 
     def preprocessing(self) -> dict:

@@ -80,7 +80,7 @@ def check_writable(folder: Path) -> None:
     """Fails early, before hours of training, on an output directory that cannot be written."""
     with atomic_path(Path(folder) / ".edgekd-write-check") as tmp:
         tmp.write_bytes(b"")
-    (Path(folder) / ".edgekd-write-check").unlink()
+    (Path(folder) / ".edgekd-write-check").unlink(missing_ok=True)  # torchrun: every process checks
 
 
 def save_torch(obj, final: Path) -> None:

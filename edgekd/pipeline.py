@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
+import torch
 from torch import nn
 
+from edgekd import compute, distributed
 from edgekd.config import PipelineConfig
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import EdgekdError
-from edgekd.io import check_writable, save_torch, sha256
+from edgekd.io import check_writable, sha256
 from edgekd.progress import log
 from edgekd.remote import parse_device
 from edgekd.stages.bench import bench
@@ -43,7 +47,7 @@ def stage_dir(out: Path, stage: str, key: str, resume: bool) -> Path:
     folder = out / "work" / f"{stage}-{key}"
     if folder.is_dir() and not resume:
         for partial in folder.glob("*.ckpt"):
-            partial.unlink()
+            partial.unlink(missing_ok=True)  # torchrun: every process clears
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -71,7 +75,7 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) ->
             log(f"teacher: reusing {final}")
         else:
             model, _ = train_teacher(cfg.teacher, data, folder / "teacher.ckpt")
-            save_torch(model.state_dict(), final)
+            distributed.save(model.state_dict(), final)
         source = f"{cfg.teacher.arch} trained by edgekd ({final})"
     return Teacher(model, source, key, accuracy(*predict(model, data.loader("val"))))
 
@@ -81,9 +85,24 @@ def _host_and(target: Target, on_device: bool = False) -> list[Target]:
     return [host] if not on_device and target.runs_on_host() and target.arch == host.arch else [host, target]
 
 
+@contextmanager
+def session(cfg: PipelineConfig) -> Iterator[None]:
+    """Sets the training device (`[compute]`) and, under torchrun, joins the process group."""
+    compute.configure(cfg.compute)
+    with distributed.launched(compute.device()):
+        yield
+
+
 def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False, device: str | None = None) -> dict:
     """Runs every stage; returns the report (also written to OUT/report.json and report.md).
-    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.remote`)."""
+    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.remote`).
+    Under torchrun every process trains; rank 0 alone goes on to export, verify, bench and
+    report, and the others return an empty dict."""
+    with session(cfg):
+        return _build(cfg, target_name, out, resume, device)
+
+
+def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, device: str | None) -> dict:
     target = load_target(target_name)
     ssh_device = parse_device(device) if device else None
     if ssh_device:
@@ -110,21 +129,26 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
     if not student_path.is_file():
         distill(cfg.distill, cfg.student, data, teacher.model, folder, logits_cache)
     student, student_ckpt = load_student(student_path)
-    models = {"fp32": student}
-    references = {"fp32": predict(student, data.loader("val"))[0]}
     log(f"student {cfg.student.name}: fp32 val accuracy {student_ckpt['val_accuracy']:.2%}")
 
-    int8_accuracy = None
+    flavour, qat_path = target.int8, None
     if cfg.quantize.enabled:
-        flavour = target.int8
         quantize_key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), flavour.model_dump())
         folder = stage_dir(out, "quantize", quantize_key, resume)
         qat_path = folder / "student_int8_qat.pt"
         if not qat_path.is_file():
             distill_loss = (cfg.distill.loss, cfg.distill.params)
             quantize(cfg.quantize, student_path, data, teacher.model, flavour, distill_loss, folder, logits_cache)
+    if not distributed.is_main():
+        return {}  # training is done; rank 0 exports, verifies, benchmarks and reports
+
+    # the references the artifacts must match, on the CPU (CUDA convolutions default to TF32)
+    models = {"fp32": student}
+    references = {"fp32": predict(student, data.loader("val"), torch.device("cpu"))[0]}
+    int8_accuracy = None
+    if qat_path is not None:
         models["int8"], qat_ckpt = load_quantized(qat_path)
-        references["int8"] = predict(models["int8"], data.loader("val"))[0]
+        references["int8"] = predict(models["int8"], data.loader("val"), torch.device("cpu"))[0]
         int8_accuracy = qat_ckpt["val_accuracy"]
         log(f"student int8 (QAT, {flavour.activations}/{flavour.weights}): val accuracy {int8_accuracy:.2%}")
 

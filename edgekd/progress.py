@@ -1,6 +1,9 @@
-"""Progress bars and console output (rich). `quiet()` silences them, e.g. in tests."""
+"""Progress bars and console output (rich). `quiet()` silences them, e.g. in tests; under
+torchrun, rank 0 speaks for every process."""
 
 from __future__ import annotations
+
+import os
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -23,11 +26,15 @@ def progress() -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console,
-        disable=_quiet,
+        disable=_silent(),
         transient=False,
     )
 
 
 def log(message: str) -> None:
-    if not _quiet:
+    if not _silent():
         console.print(message)
+
+
+def _silent() -> bool:
+    return _quiet or os.environ.get("RANK", "0") != "0"  # RANK: set by torchrun

@@ -42,7 +42,8 @@ class OnnxTeacher(nn.Module):
         x = images.detach().cpu().numpy().astype(np.float32)
         # a model exported with a fixed batch of 1 runs image by image
         chunks = np.split(x, len(x)) if self.input.shape[0] == 1 else [x]
-        return torch.from_numpy(np.concatenate([self.session.run(None, {self.input.name: c})[0] for c in chunks]))
+        logits = np.concatenate([self.session.run(None, {self.input.name: c})[0] for c in chunks])
+        return torch.from_numpy(logits).to(images.device)
 
 
 def _read_onnx(path: Path, input_size: int) -> nn.Module:

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, DistributedSampler
 
+from edgekd import compute, distributed
 from edgekd.errors import EdgekdError
-from edgekd.io import save_torch
 from edgekd.progress import log, progress
 
 # (model, batch from the loader) -> loss; a batch starts with images and labels
@@ -65,44 +65,74 @@ def fit(
     checkpoint: Path | None = None,
     on_epoch: Callable[[int], None] | None = None,
     extra: nn.Module | None = None,
+    teacher: nn.Module | None = None,
+    mixed_precision: bool = True,
 ) -> nn.Module:
     """Trains `model` (and `extra`, e.g. a loss's adapters) in place for `cfg.epochs`,
-    resuming from `checkpoint` when it exists."""
-    opt = _optimizer([model] + ([extra] if extra is not None else []), cfg)
-    sched = _schedule(opt, cfg, len(loader))
-    start = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        if extra is not None:
-            extra.load_state_dict(state["extra"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["schedule"])
-        start = state["epoch"]
-        log(f"{name}: resuming after epoch {start}/{cfg.epochs} from {checkpoint}")
-    with progress() as bar:
-        task = bar.add_task(name, total=cfg.epochs * len(loader), completed=start * len(loader), status="")
-        for epoch in range(start, cfg.epochs):
-            if on_epoch:
-                on_epoch(epoch)
-            model.train()
-            running, seen = 0.0, 0
-            for batch in loader:
-                loss = loss_fn(model, batch)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running += loss.item() * len(batch[0])
-                seen += len(batch[0])
-                bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {running / seen:.3f}")
-            if checkpoint is not None:
-                state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict()}
-                if extra is not None:
-                    state["extra"] = extra.state_dict()
-                save_torch(state | {"epoch": epoch + 1}, checkpoint)
+    resuming from `checkpoint` when it exists. `teacher`: a frozen model that `loss_fn` runs.
+
+    Runs on the training device (`edgekd.compute`; with `mixed_precision`, bf16 autocast and
+    channels_last on CUDA) and leaves the models where they were (on the CPU). Under torchrun,
+    every process trains its shard of the data through DDP and rank 0 writes the checkpoints.
+    """
+    fast = compute.fast(mixed_precision)
+    modules = [model] + ([extra] if extra is not None else [])
+    placed = modules + ([teacher] if teacher is not None else [])
+    with compute.on_device(*placed, channels_last=fast) as device:
+        opt = _optimizer(modules, cfg)
+        sched = _schedule(opt, cfg, len(loader))
+        start = 0
+        if checkpoint is not None and checkpoint.is_file():
+            state = load_checkpoint(checkpoint)
+            model.load_state_dict(state["model"])
+            if extra is not None:
+                extra.load_state_dict(state["extra"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["schedule"])
+            start = state["epoch"]
+            log(f"{name}: resuming after epoch {start}/{cfg.epochs} from {checkpoint}")
+        distributed.barrier()  # every rank has read the checkpoint before rank 0 writes the next
+        trained = distributed.wrap(model, extra)
+        seen = 0
+        with progress() as bar:
+            task = bar.add_task(name, total=cfg.epochs * len(loader), completed=start * len(loader), status="")
+            for epoch in range(start, cfg.epochs):
+                if on_epoch:
+                    on_epoch(epoch)
+                if isinstance(loader.sampler, DistributedSampler):
+                    loader.sampler.set_epoch(epoch)  # a new shuffle of the shards every epoch
+                model.train()
+                running, seen = 0.0, 0
+                for batch in loader:
+                    batch = compute.to_device(batch, device, channels_last=fast)
+                    with compute.autocast(fast):
+                        loss = loss_fn(trained, batch)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    running += loss.item() * len(batch[0])
+                    seen += len(batch[0])
+                    bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {running / seen:.3f}")
+                if checkpoint is not None:
+                    state = {"model": cpu_state(model), "optimizer": opt.state_dict(), "schedule": sched.state_dict()}
+                    if extra is not None:
+                        state["extra"] = cpu_state(extra)
+                    distributed.save(state | {"epoch": epoch + 1}, checkpoint)
+        if distributed.world_size() > 1:
+            log(f"{name}: {distributed.check_in_step(model, extra, seen, len(loader.dataset))}")
     model.eval()
     return model
+
+
+def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
+    """A state_dict as checkpoints keep it: CPU tensors in the default memory format, never
+    half precision (autocast computes in bf16 but must leave the weights fp32)."""
+    state = {k: v.detach().to("cpu", memory_format=torch.contiguous_format) for k, v in module.state_dict().items()}
+    half = [k for k, v in state.items() if v.dtype in (torch.float16, torch.bfloat16)]
+    if half:
+        raise RuntimeError(f"half-precision weights would be checkpointed: {half[:3]}")
+    return state
 
 
 def cross_entropy(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
@@ -110,13 +140,16 @@ def cross_entropy(model: nn.Module, batch: list[torch.Tensor]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits, labels) over a whole loader."""
+def predict(
+    model: nn.Module, loader: DataLoader, device: torch.device | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) over a whole loader, in fp32, on `device` (default: the training device)."""
     model.eval()
     logits, labels = [], []
-    for images, y in loader:
-        logits.append(model(images).float())
-        labels.append(y)
+    with compute.on_device(model, target=device) as device:
+        for images, y in loader:
+            logits.append(model(images.to(device)).float().cpu())
+            labels.append(y)
     return torch.cat(logits), torch.cat(labels)
 
 

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.errors import EdgekdError
-from edgekd.train import TrainConfig, cross_entropy, fit
+from edgekd.train import TrainConfig, cpu_state, cross_entropy, fit
 
 
 def loader() -> DataLoader:
@@ -36,3 +36,10 @@ def test_truncated_checkpoint_is_named_on_resume(tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])
     with pytest.raises(EdgekdError, match=f"checkpoint {checkpoint} is corrupt .*delete it"):
         fit(nn.Linear(4, 2), loader(), cross_entropy, TrainConfig(epochs=2, lr=0.01), "a", checkpoint)
+
+
+def test_half_precision_weights_never_reach_a_checkpoint():
+    # autocast computes in bf16 but must leave the weights fp32: a bf16 weight is a bug, not a checkpoint
+    assert cpu_state(nn.Linear(4, 2))["weight"].dtype == torch.float32
+    with pytest.raises(RuntimeError, match=r"half-precision weights would be checkpointed: \['weight', 'bias'\]"):
+        cpu_state(nn.Linear(4, 2).to(torch.bfloat16))

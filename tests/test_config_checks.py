@@ -4,9 +4,11 @@ when the config is read: loss options, model names, export formats and wrong typ
 from __future__ import annotations
 
 import pytest
+import torch
 
 from edgekd.config import load_config
 from edgekd.errors import EdgekdError
+from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error, edgekd
 
 
@@ -32,6 +34,7 @@ from tests.test_cli_errors import assert_one_line_error, edgekd
             ["distill: the student has no layer 'features.13'", "valid names include"],
         ),
         ("[distill]\nloss = 'self_distill'\nparams = { head = 'mlp' }", ["option 'head'", "'linear' or 'bottleneck'"]),
+        ("[compute]\ndevice = 'gpu'", ["'compute.device'", "'auto', 'cuda' or 'cpu'", "'gpu'"]),
     ],
 )
 def test_config_mistake_names_the_key(tmp_path, toml, fragments):
@@ -51,4 +54,14 @@ def test_bad_loss_option_stops_the_build_before_any_work(tmp_path):
     out = tmp_path / "out"
     done = edgekd("build", "--target", "x86", "--config", str(config), "--out", str(out))
     assert_one_line_error(done, str(config), "temperature", "greater than 0")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a CUDA device")
+def test_cuda_device_without_a_gpu_stops_the_build_before_any_work(tmp_path):
+    config = tmp_path / "cuda.toml"
+    config.write_text('[compute]\ndevice = "cuda"\n')
+    out = tmp_path / "out"
+    done = cli("build", "--target", "x86", "--config", str(config), "--out", str(out))
+    assert_one_line_error(done, 'device = "cuda" but no CUDA device is visible', '"auto" or "cpu"')
     assert not out.exists()

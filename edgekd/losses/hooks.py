@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
+from edgekd.compute import model_device
 from edgekd.errors import EdgekdError
 from edgekd.losses.base import DistillLoss, LossConfig, soft_kl
 from edgekd.registry import did_you_mean
@@ -133,11 +134,6 @@ def dummy_forward(models: list[nn.Module], in_channels: int, size: int, fix: str
     finally:
         for model, mode in zip(models, modes):
             model.train(mode)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """The device of the first parameter (CPU for a parameterless model)."""
-    return next(model.parameters(), torch.empty(0)).device
 
 
 class FeatureConfig(LossConfig):

@@ -10,9 +10,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from edgekd import distributed
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
-from edgekd.io import atomic_path, save_torch, sha256
+from edgekd.io import atomic_path, sha256
 from edgekd.losses import DistillLoss, StudentSpec, create_loss
 from edgekd.models import create_model
 from edgekd.progress import log
@@ -63,7 +64,8 @@ def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray |
         images, labels = batch[0], batch[1]
         teacher_logits = None  # for methods that learn without a teacher (loss.uses_teacher False)
         if cache is not None:
-            teacher_logits = torch.from_numpy(np.ascontiguousarray(cache[batch[2].numpy()]))
+            rows = cache[batch[2].cpu().numpy()]
+            teacher_logits = torch.from_numpy(np.ascontiguousarray(rows)).to(images.device)
         elif loss.uses_teacher:
             with torch.no_grad():
                 teacher_logits = teacher(images)
@@ -74,7 +76,7 @@ def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray |
 
 def save_student(model: nn.Module, student: StudentConfig, data: Data, path: Path, **extra: Any) -> Path:
     """A student checkpoint: weights plus everything needed to rebuild and preprocess for it."""
-    save_torch(
+    distributed.save(
         {
             "arch": student.name,
             "small_input": student.small_input,
@@ -142,7 +144,8 @@ def _distill_one(
     loss.attach(model, teacher)
     teacher.eval()
     cached = use_cache(loss, data) and logits_cache is not None
-    cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
+    with distributed.main_first():  # rank 0 computes the cache, the others read it
+        cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
 
     def set_epoch(epoch: int) -> None:
         loss.epoch = epoch
@@ -156,6 +159,7 @@ def _distill_one(
         checkpoint=checkpoint,
         on_epoch=set_epoch,
         extra=loss,
+        teacher=teacher,
     )
     loss.detach()
     val_accuracy = accuracy(*predict(model, data.loader("val")))

@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from edgekd import compute, distributed
 from edgekd.data import Data
-from edgekd.io import save_torch
+from edgekd.errors import EdgekdError
 from edgekd.losses import create_loss
 from edgekd.models import create_model
 from edgekd.stages.distill import distillation_step, load_student, teacher_logits_cache, use_cache
@@ -92,6 +93,21 @@ def insert_fake_quant(model: nn.Module, flavour: Int8Flavour, calibration: list[
     )
 
 
+def _check_cuda_kernels() -> None:
+    """On a GPU, NNCF compiles its fake-quantization kernels with nvcc on first use: fail
+    before training when it cannot."""
+    import nncf
+    import nncf.torch
+
+    try:
+        nncf.torch.force_build_cuda_extensions()
+    except nncf.InstallationError:
+        raise EdgekdError(
+            "NNCF cannot compile its CUDA quantization kernels: put the CUDA toolkit's nvcc on PATH, "
+            'or run quantization on the CPU (device = "cpu" in [compute])'
+        ) from None
+
+
 def load_quantized(path: Path) -> tuple[nn.Module, dict]:
     """Rebuilds the fake-quantized student saved by `quantize`."""
     import nncf.torch
@@ -138,13 +154,16 @@ def quantize(
     """QAT of the distilled student; returns the checkpoint `student_int8_qat.pt`."""
     import nncf.torch
 
+    if compute.device().type == "cuda":
+        _check_cuda_kernels()
     model, ckpt = load_student(student_path)
     model = insert_fake_quant(model, flavour, calibration_images(data, cfg.calibration_samples))
     loss = create_loss(cfg.loss or distill_loss[0], cfg.params if cfg.loss else distill_loss[1]).for_finetuning()
     loss.attach(model, teacher)
     loss.epoch = 10**6  # past any warm-up: the student is already distilled
     cached = use_cache(loss, data) and logits_cache is not None
-    cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
+    with distributed.main_first():
+        cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
     fit(
         model,
         data.loader("train", shuffle=True, with_index=cached),
@@ -153,11 +172,13 @@ def quantize(
         "quantization-aware training",
         checkpoint=out_dir / "quantize.ckpt",
         extra=loss,
+        teacher=teacher,
+        mixed_precision=False,  # fake quantization in fp32: bf16 cannot hold the 8-bit grid exactly
     )
     loss.detach()
     val_accuracy = accuracy(*predict(model, data.loader("val")))
     out = out_dir / "student_int8_qat.pt"
     keep = {k: ckpt[k] for k in ("arch", "small_input", "num_classes", "preprocessing")}
     state = {"nncf_config": nncf.torch.get_config(model), "state_dict": model.state_dict()}
-    save_torch(keep | state | {"int8": flavour.model_dump(), "val_accuracy": val_accuracy}, out)
+    distributed.save(keep | state | {"int8": flavour.model_dump(), "val_accuracy": val_accuracy}, out)
     return out

@@ -1,0 +1,116 @@
+"""torchrun: `edgekd distill` in 2 CPU processes (gloo), killed with SIGKILL mid-distillation
+and resumed. Each process trains on half the images, DDP keeps the weights (the student's and
+the FitNet adapters') the same on both, and rank 0 alone writes.
+
+The processes train an edgekd teacher too (DDP as well) and a FitNet loss, whose adapters are
+parameters outside the student: `fit` raises if any weight differs between ranks at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+
+from edgekd.distributed import state_digest
+from tests.conftest import write_image_folder
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+[data]
+input_size = 16
+augment = []
+batch_size = 4
+workers = 0
+mean = [0.5, 0.5, 0.5]
+std = [0.5, 0.5, 0.5]
+
+[teacher]
+arch = "mobilenet_v3_small"
+train = { epochs = 1, lr = 0.003, optimizer = "adamw" }
+
+[student]
+name = "mobilenet_v3_small"
+
+[distill]
+loss = "fitnet"
+params = { pairs = [["features.3", "features.3"]], kd_weight = 0.9, in_channels = 3, input_size = 16 }
+train = { epochs = 6, lr = 0.003, optimizer = "adamw" }
+"""
+EPOCHS = 6
+TRAIN_IMAGES = 24  # 3 classes x 10 images, 6 of them split off for validation
+
+
+def torchrun(root: Path, *extra: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone"]
+    args = ["distill", "--config", str(root / "pipeline.toml"), "--data", str(root / "data")]
+    args += ["--out", str(root / "out")]
+    env = os.environ | {"COLUMNS": "400"}  # log lines unwrapped
+    return subprocess.Popen(
+        [*command, "-m", "edgekd", *args, *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def kill_all(process: subprocess.Popen) -> None:
+    """SIGKILL to torchrun and its workers (which it starts in sessions of their own)."""
+    for each in [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]:
+        each.kill()
+    process.communicate(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("torchrun")
+    write_image_folder(root / "data", classes=3, per_class=10)
+    (root / "pipeline.toml").write_text(CONFIG)
+    checkpoint = root / "out" / "distill.ckpt"
+
+    first = torchrun(root)
+    deadline = time.monotonic() + 240
+    while not checkpoint.is_file():
+        assert first.poll() is None, first.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "no distill.ckpt after 240 s"
+        time.sleep(0.02)
+    kill_all(first)
+    assert not (root / "out" / "student_fp32.pt").exists(), "distillation finished before the kill"
+    killed_at = torch.load(checkpoint, weights_only=False)["epoch"]
+    assert 1 <= killed_at < EPOCHS
+
+    second = torchrun(root, "--resume")
+    stdout, stderr = second.communicate(timeout=300)
+    return root / "out", killed_at, subprocess.CompletedProcess(second.args, second.returncode, stdout, stderr)
+
+
+def test_resume_under_torchrun_continues_after_the_killed_epoch(resumed):
+    out, killed_at, done = resumed
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "teacher: reusing" in done.stderr
+    # printed once: rank 0 speaks for both processes
+    assert done.stderr.count(f"resuming after epoch {killed_at}/{EPOCHS}") == 1
+    assert torch.load(out / "distill.ckpt", weights_only=False)["epoch"] == EPOCHS
+
+
+def test_each_process_trains_on_half_the_images_and_ends_with_the_saved_weights(resumed):
+    out, _, done = resumed
+    line = next(x for x in done.stderr.splitlines() if x.startswith("distill mobilenet_v3_small (fitnet): 2 proc"))
+    half = TRAIN_IMAGES // 2
+    assert f"2 processes trained on {half}+{half} of {TRAIN_IMAGES} images per epoch" in line
+    digests = re.search(r"weights sha256 per rank: (\w+), (\w+)$", line).groups()
+    saved = torch.load(out / "student_fp32.pt", weights_only=False)["state_dict"]
+    assert digests == (state_digest(saved)[:16],) * 2
+
+
+def test_rank_0_alone_writes(resumed):
+    out, _, done = resumed
+    assert done.stdout.count("student: ") == 1
+    assert sorted(p.name for p in out.rglob("*.pt")) == ["student_fp32.pt", "teacher.pt"]
+    assert not list(out.rglob(".*.tmp-*")), "a temporary file was left behind"
