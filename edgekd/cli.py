@@ -14,7 +14,9 @@ from edgekd.errors import EdgekdError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 DataOpt = typer.Option(None, "--data", help="ImageFolder root (train/ + val/ or test/, or one folder to split)")
-TeacherOpt = typer.Option(None, "--teacher", help="teacher: .pt state_dict, .pt2 or .onnx (default: train one)")
+TeacherOpt = typer.Option(
+    None, "--teacher", help="teacher: .pt state_dict, .pt2 or .onnx (default: train one); repeat for several"
+)
 StudentOpt = typer.Option(None, "--student", help="student architecture, e.g. mobilenet_v2")
 ConfigOpt = typer.Option(None, "--config", help="pipeline TOML (default: pipelines/default.toml)")
 OutOpt = typer.Option(Path("edgekd-out"), "--out", help="output directory")
@@ -39,15 +41,13 @@ def user_errors(fn):
     return wrapper
 
 
-def _config(config: Optional[Path], data: Optional[Path], teacher: Optional[Path], student: Optional[str]):
+def _config(config: Optional[Path], data: Optional[Path], teacher: Optional[list[Path]], student: Optional[str]):
     from edgekd.config import load_config
     from edgekd.models import MODELS
 
-    cfg = load_config(config)
+    cfg = load_config(config, teachers=teacher)  # the first --teacher is teacher.path, the rest teacher.extra
     if data is not None:
         cfg.data.path = data
-    if teacher is not None:
-        cfg.teacher.path = teacher
     if student is not None:
         MODELS.get(student)  # fail before any work on an unknown name
         cfg.student.name = student
@@ -59,7 +59,7 @@ def _config(config: Optional[Path], data: Optional[Path], teacher: Optional[Path
 def build(
     target: str = typer.Option(..., "--target", help="target profile name or .toml file (see `edgekd targets`)"),
     data: Optional[Path] = DataOpt,
-    teacher: Optional[Path] = TeacherOpt,
+    teacher: Optional[list[Path]] = TeacherOpt,
     student: Optional[str] = StudentOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
@@ -88,7 +88,7 @@ def build(
 @user_errors
 def distill(
     data: Optional[Path] = DataOpt,
-    teacher: Optional[Path] = TeacherOpt,
+    teacher: Optional[list[Path]] = TeacherOpt,
     student: Optional[str] = StudentOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
@@ -113,7 +113,7 @@ def quantize(
     student_checkpoint: Path = typer.Argument(..., help="student_fp32.pt written by `edgekd distill`"),
     target: str = TargetOpt,
     data: Optional[Path] = DataOpt,
-    teacher: Optional[Path] = TeacherOpt,
+    teacher: Optional[list[Path]] = TeacherOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
 ):
@@ -147,13 +147,15 @@ def export(
     from edgekd.stages.export import export as run_export
     from edgekd.stages.quantize import load_quantized
 
-    models, preprocessing = {}, {}
+    models, preprocessing, int8 = {}, {}, {}
     for path in checkpoints:
         _exists(path)
         quantized = "int8" in path.name
         model, ckpt = load_quantized(path) if quantized else load_student(path)
         models["int8" if quantized else "fp32"], preprocessing = model, ckpt["preprocessing"]
-    for artifact in run_export(load_config(config).export, models, preprocessing, out):
+        if quantized:
+            int8 = {"calibration": ckpt["calibration"].float().numpy(), "int8": ckpt["int8"]}
+    for artifact in run_export(load_config(config).export, models, preprocessing, out, **int8):
         typer.echo(f"{artifact.name}: {artifact.path} ({artifact.size_mb:.2f} MB)")
 
 

@@ -34,7 +34,7 @@ def configure(cfg: ComputeConfig) -> None:
     """Sets where this process trains (the `[compute]` section); called once per command."""
     global _config
     if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise EdgekdError("[compute] device = \"cuda\" but no CUDA device is visible; set it to \"auto\" or \"cpu\"")
+        raise EdgekdError('[compute] device = "cuda" but no CUDA device is visible; set it to "auto" or "cpu"')
     _config = cfg
 
 

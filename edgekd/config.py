@@ -59,8 +59,10 @@ def explain(error: ValidationError, source: str) -> EdgekdError:
     return EdgekdError(f"{source}: '{key}' {err['msg'].lower()} (got {err.get('input')!r})")
 
 
-def load_config(path: Path | None = None) -> PipelineConfig:
-    """Reads a pipeline TOML; without one, `pipelines/default.toml` (the quick embedded run)."""
+def load_config(path: Path | None = None, teachers: list[Path] | None = None) -> PipelineConfig:
+    """Reads a pipeline TOML; without one, `pipelines/default.toml` (the quick embedded run).
+    `teachers` (--teacher, repeatable) replace the config's: the first is teacher.path, the rest
+    teacher.extra, set before the checks so that they see the teachers the run will use."""
     path = Path(path) if path else PIPELINES_DIR / "default.toml"
     if not path.is_file():
         raise EdgekdError(f"config file {path} does not exist")
@@ -68,6 +70,10 @@ def load_config(path: Path | None = None) -> PipelineConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise EdgekdError(f"config file {path} is not valid TOML: {e}") from None
+    if teachers:
+        section = raw.setdefault("teacher", {})
+        if isinstance(section, dict):  # anything else is reported by the validation below
+            section.update(path=str(teachers[0]), extra=[str(t) for t in teachers[1:]])
     try:
         cfg = PipelineConfig(**raw)
     except ValidationError as e:
@@ -97,3 +103,32 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
     unknown = [f for f in cfg.export.formats if f not in FORMATS]
     if unknown:
         raise EdgekdError(f"{source}: export.formats: unknown {unknown}; choose from {', '.join(FORMATS)}")
+    check_teachers(cfg, source)
+
+
+def check_teachers(cfg: PipelineConfig, source: str) -> None:
+    """Several teachers (teacher.path, then teacher.extra) feed the multi_teacher loss only, with
+    one weight each (a teacher trained here, without teacher.path, is one)."""
+    if cfg.teacher.extra and not cfg.teacher.path:
+        raise EdgekdError(f"{source}: teacher.extra needs teacher.path, the first teacher; set teacher.path too")
+    n = 1 + len(cfg.teacher.extra)
+    losses = [("distill", cfg.distill.loss, cfg.distill.params)]
+    if cfg.quantize.loss:
+        losses.append(("quantize", cfg.quantize.loss, cfg.quantize.params or {}))
+    for key, loss, params in losses:
+        weights = params.get("weights") if loss == "multi_teacher" else None
+        if n > 1 and loss != "multi_teacher":
+            raise EdgekdError(
+                f"{source}: {key}: {n} teachers given but loss '{loss}' takes one; "
+                'several teachers need loss = "multi_teacher" (or pass one --teacher)'
+            )
+        if isinstance(weights, list) and len(weights) != n:
+            raise EdgekdError(
+                f"{source}: {key}: multi_teacher has {len(weights)} weights for {n} teacher(s); "
+                "give one per teacher, in the order teacher.path, then teacher.extra"
+            )
+    if n > 1 and cfg.distill.generations > 1 and cfg.distill.params.get("weights"):
+        raise EdgekdError(
+            f"{source}: distill: generations after the first learn from one teacher (the previous student), "
+            "so multi_teacher weights do not apply to them; remove weights or set generations = 1"
+        )

@@ -12,11 +12,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import datasets, transforms
 
 from edgekd import distributed
@@ -36,6 +37,13 @@ class DataConfig(BaseModel):
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     augment: list[str] = Field(["crop", "flip"], description="any of: crop, flip")
+    augment_views: int | None = Field(
+        None,
+        ge=1,
+        description="fixed augmentations per training image, cycled one per epoch, so the teacher's "
+        "logits for them are computed once and cached; empty: a fresh augmentation every epoch, "
+        "the teacher run online",
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="used when the root has no val/ or test/")
     seed: int = 0
     batch_size: int = Field(128, ge=1)
@@ -54,20 +62,31 @@ class Data:
     fingerprint: str = ""  # of the image files (names, sizes, times), for stage keys
 
     @property
-    def deterministic_train(self) -> bool:
-        """True when a training image looks the same every epoch (no augmentation)."""
-        return not self.config.augment
+    def views(self) -> int | None:
+        """How many fixed versions of each training image there are (None: a new one every epoch)."""
+        if not self.config.augment:
+            return 1
+        return self.config.augment_views
 
     def loader(
         self, split: str, shuffle: bool = False, batch_size: int | None = None, with_index: bool = False
     ) -> DataLoader:
-        """Batches of (images, labels), or (images, labels, dataset indices) with `with_index`."""
+        """Batches of (images, labels), or (images, labels, dataset indices) with `with_index`.
+
+        With `augment_views`, the training set has views x images items (item v * n + i is image
+        i under fixed augmentation v); a shuffled loader then draws one view per epoch."""
         dataset = self.train if split == "train" else self.val
+        views = self.config.augment_views if split == "train" and self.config.augment else None
+        if views:
+            dataset = AugmentedViews(dataset, views, self.config)
         if with_index:
             dataset = WithIndex(dataset)
         workers = self.config.workers
         # a shuffled loader trains: under torchrun, each process gets its own shard
-        shard = distributed.sampler(dataset, self.config.seed) if shuffle else None
+        if shuffle and views:
+            shard = ViewSampler(len(self.train), views, self.config.seed)
+        else:
+            shard = distributed.sampler(dataset, self.config.seed) if shuffle else None
         per_process = len(shard) if shard is not None else len(dataset)
         return DataLoader(
             dataset,
@@ -106,6 +125,51 @@ class WithIndex(Dataset):
         return image, label, index
 
 
+class AugmentedViews(Dataset):
+    """Each image under `views` fixed augmentations: item v * n + i is image i cropped and flipped
+    as seeds (data.seed, v, i) draw, the same on every call, so a teacher's logits for it can be
+    cached. The images come un-augmented (resized, normalized); cropping after normalizing is the
+    same as before, since reflect padding, crops and flips move pixels without changing them."""
+
+    def __init__(self, dataset: Dataset, views: int, cfg: DataConfig):
+        self.dataset, self.views, self.cfg = dataset, views, cfg
+
+    def __len__(self) -> int:
+        return self.views * len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int):
+        view, i = divmod(index, len(self.dataset))  # type: ignore[arg-type]
+        image, label = self.dataset[i]
+        rng = np.random.default_rng([self.cfg.seed, view, i])
+        if "crop" in self.cfg.augment:
+            pad, (h, w) = self.cfg.input_size // 8, image.shape[1:]
+            dy, dx = rng.integers(0, 2 * pad + 1, size=2)
+            image = torch.nn.functional.pad(image[None], [pad] * 4, mode="reflect")[0, :, dy : dy + h, dx : dx + w]
+        if "flip" in self.cfg.augment and rng.random() < 0.5:
+            image = image.flip(-1)
+        return image, label
+
+
+class ViewSampler(Sampler[int]):
+    """A training order over `AugmentedViews`: in epoch e, every image once under view e mod views,
+    shuffled anew; under torchrun, this process's equal share. `fit` calls `set_epoch`."""
+
+    def __init__(self, images: int, views: int, seed: int):
+        self.images, self.views, self.seed, self.epoch = images, views, seed, 0
+        self.rank, self.world = distributed.rank(), distributed.world_size()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.images // self.world
+
+    def __iter__(self) -> Iterator[int]:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.images)
+        share = order[self.rank :: self.world][: len(self)]
+        return iter((share + (self.epoch % self.views) * self.images).tolist())
+
+
 def eval_transform(cfg: DataConfig) -> transforms.Compose:
     return transforms.Compose(
         [
@@ -120,6 +184,8 @@ def train_transform(cfg: DataConfig) -> transforms.Compose:
     unknown = set(cfg.augment) - {"crop", "flip"}
     if unknown:
         raise EdgekdError(f"unknown augmentation {sorted(unknown)} in data.augment; use crop and/or flip")
+    if cfg.augment_views:  # fixed augmentations, applied by AugmentedViews
+        return eval_transform(cfg)
     steps: list = [transforms.Resize((cfg.input_size, cfg.input_size))]
     if "crop" in cfg.augment:
         steps.append(transforms.RandomCrop(cfg.input_size, padding=cfg.input_size // 8, padding_mode="reflect"))

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from edgekd import compute, distributed
-from edgekd.config import PipelineConfig
+from edgekd.config import PipelineConfig, check_teachers
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import EdgekdError
@@ -33,7 +33,7 @@ from edgekd.stages.quantize import load_quantized, quantize
 from edgekd.stages.report import table_rows, write_report
 from edgekd.stages.verify import verify
 from edgekd.targets import Target, host_target, load_target
-from edgekd.teachers import load_teacher, train_teacher
+from edgekd.teachers import load_teacher, load_teachers, teacher_files, train_teacher
 from edgekd.train import accuracy, predict
 
 
@@ -61,12 +61,19 @@ class Teacher:
 
 
 def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) -> Teacher:
-    if cfg.teacher.path:
-        model = load_teacher(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
-        source, key = str(cfg.teacher.path), sha256(Path(cfg.teacher.path))
+    """The given teacher file(s) (several: a `TeacherEnsemble`), or one trained here."""
+    check_teachers(cfg, "config")  # again: the Python API may set teachers after load_config
+    files = teacher_files(cfg.teacher)
+    if files:
+        model = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
+        source = ", ".join(str(f) for f in files)
+        key = sha256(files[0]) if len(files) == 1 else stage_key(*[sha256(f) for f in files])
     else:
-        key = stage_key(
-            cfg.teacher.model_dump(mode="json"), cfg.data.model_dump(mode="json"), data.classes, data.fingerprint
+        key = stage_key(  # without the (empty) extra: keys from before it existed still match
+            cfg.teacher.model_dump(mode="json", exclude={"extra"}),
+            cfg.data.model_dump(mode="json"),
+            data.classes,
+            data.fingerprint,
         )
         folder = stage_dir(out, "teacher", key, resume)
         final = folder / "teacher.pt"
@@ -77,7 +84,10 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) ->
             model, _ = train_teacher(cfg.teacher, data, folder / "teacher.ckpt")
             distributed.save(model.state_dict(), final)
         source = f"{cfg.teacher.arch} trained by edgekd ({final})"
-    return Teacher(model, source, key, accuracy(*predict(model, data.loader("val"))))
+    logits, labels = predict(model, data.loader("val"))
+    if logits.dim() == 3:  # an ensemble, [images, teachers, classes]: the accuracy of its mean softmax
+        logits = logits.softmax(dim=2).mean(dim=1)
+    return Teacher(model, source, key, accuracy(logits, labels))
 
 
 def _host_and(target: Target, on_device: bool = False) -> list[Target]:
@@ -145,9 +155,10 @@ def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, devic
     # the references the artifacts must match, on the CPU (CUDA convolutions default to TF32)
     models = {"fp32": student}
     references = {"fp32": predict(student, data.loader("val"), torch.device("cpu"))[0]}
-    int8_accuracy = None
+    int8_accuracy, calibration = None, None
     if qat_path is not None:
         models["int8"], qat_ckpt = load_quantized(qat_path)
+        calibration = qat_ckpt["calibration"].float().numpy()
         references["int8"] = predict(models["int8"], data.loader("val"), torch.device("cpu"))[0]
         int8_accuracy = qat_ckpt["val_accuracy"]
         log(f"student int8 (QAT, {flavour.activations}/{flavour.weights}): val accuracy {int8_accuracy:.2%}")
@@ -155,7 +166,9 @@ def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, devic
     export_cfg = cfg.export
     if "torch-cuda" in target.runtimes and "torch" not in export_cfg.formats:  # GPUs also run the PyTorch program
         export_cfg = export_cfg.model_copy(update={"formats": [*export_cfg.formats, "torch"]})
-    artifacts = export(export_cfg, models, student_ckpt["preprocessing"], out / "artifacts")
+    artifacts = export(
+        export_cfg, models, student_ckpt["preprocessing"], out / "artifacts", calibration, flavour.model_dump()
+    )
     checks = verify(cfg.verify, artifacts, references, data, target)
     artifact_facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
 

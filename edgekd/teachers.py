@@ -1,5 +1,6 @@
 """Teachers: a torchvision state_dict, a torch.export `.pt2`, or an ONNX model run by
-onnxruntime; or, when none is given, one that edgekd trains on the data itself."""
+onnxruntime, or several of them (`TeacherEnsemble`); or, when none is given, one that edgekd
+trains on the data itself."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class TeacherConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     path: Path | None = Field(None, description=".pt/.pth state_dict, .pt2 or .onnx; empty = train one")
+    extra: list[Path] = Field([], description="more teacher files, loaded like path (loss multi_teacher)")
     arch: str = Field("resnet18", description="architecture of a state_dict teacher, or of one trained here")
     small_input: bool = True
     train: TrainConfig = TrainConfig(epochs=5, lr=0.05)
@@ -44,6 +46,34 @@ class OnnxTeacher(nn.Module):
         chunks = np.split(x, len(x)) if self.input.shape[0] == 1 else [x]
         logits = np.concatenate([self.session.run(None, {self.input.name: c})[0] for c in chunks])
         return torch.from_numpy(logits).to(images.device)
+
+
+class TeacherEnsemble(nn.Module):
+    """Several teachers as one: their logits stacked batch first, [batch, n_teachers, classes],
+    as the multi_teacher loss takes them (cached teacher outputs are rows of the first axis)."""
+
+    def __init__(self, teachers: list[nn.Module]):
+        super().__init__()
+        self.teachers = nn.ModuleList(teachers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([teacher(images) for teacher in self.teachers], dim=1)
+
+
+class ExportedTeacher(nn.Module):
+    """A torch.export program: a fixed graph whose module refuses train() and eval() (even
+    eval(), in recent torch), so this wrapper keeps it out of mode changes."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> ExportedTeacher:
+        self.training = False  # a teacher is frozen; the graph ignores the mode anyway
+        return self
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.program(images)
 
 
 def _read_onnx(path: Path, input_size: int) -> nn.Module:
@@ -109,7 +139,7 @@ def load_teacher(
         names = onnx_classes(teacher.session)
     elif path.suffix == ".pt2":
         try:
-            teacher = torch.export.load(str(path)).module()
+            teacher = ExportedTeacher(torch.export.load(str(path)).module())
         except Exception as e:
             raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
     else:
@@ -126,6 +156,22 @@ def load_teacher(
     if data_classes is not None:
         check_classes(path, names, data_classes)
     return teacher.eval()
+
+
+def teacher_files(cfg: TeacherConfig) -> list[Path]:
+    """The given teacher files in order: `path`, then `extra` (the order of multi_teacher's weights)."""
+    return [Path(cfg.path), *cfg.extra] if cfg.path else []
+
+
+def load_teachers(
+    cfg: TeacherConfig, num_classes: int, input_size: int, data_classes: list[str] | None = None
+) -> nn.Module:
+    """`load_teacher` for each of `teacher_files(cfg)`; several come as one `TeacherEnsemble`."""
+    models = [
+        load_teacher(cfg.model_copy(update={"path": p}), num_classes, input_size, data_classes)
+        for p in teacher_files(cfg)
+    ]
+    return models[0] if len(models) == 1 else TeacherEnsemble(models)
 
 
 def train_teacher(cfg: TeacherConfig, data: Data, checkpoint: Path) -> tuple[nn.Module, float]:

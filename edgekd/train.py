@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
 from edgekd import compute, distributed
 from edgekd.errors import EdgekdError
@@ -99,8 +99,8 @@ def fit(
             for epoch in range(start, cfg.epochs):
                 if on_epoch:
                     on_epoch(epoch)
-                if isinstance(loader.sampler, DistributedSampler):
-                    loader.sampler.set_epoch(epoch)  # a new shuffle of the shards every epoch
+                if hasattr(loader.sampler, "set_epoch"):  # DistributedSampler, ViewSampler
+                    loader.sampler.set_epoch(epoch)  # a new shuffle (and view) every epoch
                 model.train()
                 running, seen = 0.0, 0
                 for batch in loader:

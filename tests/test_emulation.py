@@ -44,7 +44,10 @@ def test_int8_artifact_on_arm_kernels_matches_its_qdq_semantics(rootfs, tmp_path
     model = trained_like("mobilenet_v2")
     calibration = [torch.randn(8, 3, SIZE, SIZE) for _ in range(4)]
     quantized = qdq_export_mode(insert_fake_quant(model, load_target("arm").int8, calibration)).eval()
-    (artifact,) = export(ExportConfig(formats=["onnx"]), {"int8": quantized}, PREPROCESSING, tmp_path)
+    flavour, calibration = load_target("arm").int8.model_dump(), torch.cat(calibration).numpy()
+    (artifact,) = export(
+        ExportConfig(formats=["onnx"]), {"int8": quantized}, PREPROCESSING, tmp_path, calibration, flavour
+    )
     images = np.random.default_rng(2).standard_normal((32, 3, SIZE, SIZE), dtype=np.float32)
     on_arm = arm_logits(artifact.path, images, rootfs)
     reference = open_session("onnxruntime", artifact.path, 2, reference=True).run(images)

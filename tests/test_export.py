@@ -79,7 +79,9 @@ def test_int8_export_is_integer_in_both_runtimes_and_matches_fake_quant(images, 
     quantized = qdq_export_mode(insert_fake_quant(model, load_target("x86").int8, calibration)).eval()
     with torch.no_grad():
         expected = quantized(torch.from_numpy(images)).numpy()
-    artifacts = export(ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path)
+    flavour = load_target("x86").int8.model_dump()
+    calibration = torch.cat(calibration).numpy()
+    artifacts = export(ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, calibration, flavour)
     onnx_int8, ov_int8 = artifacts
     ops = {n.op_type for n in onnx.load(onnx_int8.path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "BatchNormalization" not in ops

@@ -43,6 +43,11 @@ def tensor(x):
     return torch.tensor(x, dtype=torch.float32)
 
 
+def stacked(*teachers):
+    """Several teachers' logits as multi_teacher takes them: [batch, n_teachers, classes]."""
+    return np.stack(teachers, axis=1).tolist()
+
+
 S = [[1.0, 2.0, 0.5, -1.0], [0.0, -0.5, 1.5, 0.3], [2.0, 0.1, -0.7, 0.9]]
 T = [[0.5, 2.5, 0.0, -0.5], [0.2, 0.1, 2.0, -1.0], [1.0, 1.0, -1.0, 0.0]]
 Y = [1, 2, 0]
@@ -104,7 +109,7 @@ def test_multi_teacher_golden():
     t2 = [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0], [2.0, 0.0, 0.0, 1.0]]
     mix = 0.25 * softmax(T, 2.0) + 0.75 * softmax(t2, 2.0)  # weights [1, 3] normalized
     expected = 0.3 * ce(S, Y) + 0.7 * 4.0 * float(kl_rows(mix, softmax(S, 2.0)).mean())
-    got = run("multi_teacher", {"weights": [1, 3], "temperature": 2.0, "alpha": 0.7}, t=[T, t2])
+    got = run("multi_teacher", {"weights": [1, 3], "temperature": 2.0, "alpha": 0.7}, t=stacked(T, t2))
     assert got == pytest.approx(expected, abs=1e-5)
 
 
@@ -115,7 +120,7 @@ def test_multi_teacher_single_tensor_is_kd():
 
 def test_multi_teacher_weight_count_mismatch():
     with pytest.raises(EdgekdError, match="3 weights given for 2 teachers"):
-        run("multi_teacher", {"weights": [1, 1, 1]}, t=[T, T])
+        run("multi_teacher", {"weights": [1, 1, 1]}, t=stacked(T, T))
 
 
 def test_dynamic_teacher_confidence_golden():
@@ -181,7 +186,7 @@ CE_PART = {  # weight of CE in the loss when the student equals the teacher (KD 
 @pytest.mark.parametrize("name", sorted(CE_PART))
 def test_logit_loss_is_ce_part_when_student_equals_teacher(name):
     params, ce_weight = CE_PART[name]
-    teacher = [S, S] if name == "multi_teacher" else S
+    teacher = stacked(S, S) if name == "multi_teacher" else S
     assert run(name, params, t=teacher) == pytest.approx(ce_weight * ce(S, Y), abs=1e-5)
 
 

@@ -2,7 +2,9 @@
 
 Soft target p = sum_k w_k softmax(t_k / T), w normalized to sum 1 (equal when not given);
 loss = (1 - alpha) * CE(labels) + alpha * T^2 * KL(p || softmax(s / T)).
-Teacher logits come stacked [n_teachers, batch, classes]; a plain [batch, classes] is one teacher.
+Teacher logits come stacked batch first, [batch, n_teachers, classes], as `TeacherEnsemble`
+returns them (teachers in the order teacher.path, then teacher.extra; weights follow it);
+a plain [batch, classes] is one teacher.
 """
 
 from typing import Annotated
@@ -29,9 +31,10 @@ class MultiTeacher(DistillLoss):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c, t = self.config, self.config.temperature
-        stacked = teacher if teacher.dim() == 3 else teacher[None]
-        w = torch.tensor(c.weights or [1.0] * len(stacked), dtype=student.dtype, device=student.device)
-        if len(w) != len(stacked):
-            raise EdgekdError(f"multi_teacher: {len(w)} weights given for {len(stacked)} teachers")
-        probs = torch.einsum("k,kbc->bc", w / w.sum(), F.softmax(stacked / t, dim=2))
+        stacked = teacher if teacher.dim() == 3 else teacher[:, None]
+        n = stacked.shape[1]
+        w = torch.tensor(c.weights or [1.0] * n, dtype=student.dtype, device=student.device)
+        if len(w) != n:
+            raise EdgekdError(f"multi_teacher: {len(w)} weights given for {n} teachers")
+        probs = torch.einsum("k,bkc->bc", w / w.sum(), F.softmax(stacked / t, dim=2))
         return (1 - c.alpha) * F.cross_entropy(student, target) + c.alpha * kl_to_probs(student, probs, t)

@@ -37,23 +37,25 @@ class DistillConfig(BaseModel):
 
 
 def teacher_logits_cache(teacher: nn.Module, data: Data, path: Path) -> np.ndarray:
-    """The teacher's logits for every training image, computed once and memory-mapped.
+    """The teacher's logits for every training item, computed in one pass and memory-mapped.
 
-    Only valid when the training transform is deterministic: with augmentation every epoch
-    shows the teacher new pixels, so the teacher runs online instead (`use_cache`).
+    Valid only when a training item looks the same every time it is loaded: no augmentation,
+    or `augment_views` fixed augmentations per image (one cached row per image and view).
+    With a fresh augmentation every epoch the teacher runs online instead (`use_cache`).
     """
+    rows = len(data.train) * (data.views or 1)
     if not path.is_file():
         logits = predict(teacher, data.loader("train"))[0].numpy()
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, logits)
     cache = np.load(path, mmap_mode="r")
-    if len(cache) != len(data.train):
-        raise EdgekdError(f"teacher logits cache {path} holds {len(cache)} images, not {len(data.train)}; delete it")
+    if len(cache) != rows:
+        raise EdgekdError(f"teacher logits cache {path} holds {len(cache)} rows, not {rows}; delete it")
     return cache
 
 
 def use_cache(loss: DistillLoss, data: Data) -> bool:
-    return loss.uses_teacher and data.deterministic_train and not loss.uses_teacher_features
+    return loss.uses_teacher and data.views is not None and not loss.uses_teacher_features
 
 
 def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray | None = None):

@@ -28,6 +28,8 @@ from edgekd.stages.distill import distillation_step, load_student, teacher_logit
 from edgekd.targets import Int8Flavour
 from edgekd.train import TrainConfig, accuracy, fit, load_checkpoint, predict
 
+EXPORT_CALIBRATION = 32  # images kept in the QAT checkpoint for the export
+
 
 class QuantizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -157,7 +159,8 @@ def quantize(
     if compute.device().type == "cuda":
         _check_cuda_kernels()
     model, ckpt = load_student(student_path)
-    model = insert_fake_quant(model, flavour, calibration_images(data, cfg.calibration_samples))
+    calibration = calibration_images(data, cfg.calibration_samples)
+    model = insert_fake_quant(model, flavour, calibration)
     loss = create_loss(cfg.loss or distill_loss[0], cfg.params if cfg.loss else distill_loss[1]).for_finetuning()
     loss.attach(model, teacher)
     loss.epoch = 10**6  # past any warm-up: the student is already distilled
@@ -180,5 +183,9 @@ def quantize(
     out = out_dir / "student_int8_qat.pt"
     keep = {k: ckpt[k] for k in ("arch", "small_input", "num_classes", "preprocessing")}
     state = {"nncf_config": nncf.torch.get_config(model), "state_dict": model.state_dict()}
-    distributed.save(keep | state | {"int8": flavour.model_dump(), "val_accuracy": val_accuracy}, out)
+    # a few calibration images travel with the model: the ONNX export re-lays its Q/DQ out for
+    # onnxruntime, and tensors NNCF left in float get their ranges from them
+    images = torch.cat(calibration)[:EXPORT_CALIBRATION].half()
+    extra = {"int8": flavour.model_dump(), "val_accuracy": val_accuracy, "calibration": images}
+    distributed.save(keep | state | extra, out)
     return out

@@ -1,0 +1,220 @@
+"""Distillation and quantization on CIFAR-10 with the shared ResNet-18 teacher, at a fixed budget.
+
+Three measurements, each side by side in one run (same data subset, epochs and recipe):
+  accuracy  for each student: alone (CE only) vs KD vs DKD (reference.md, section 1);
+  epoch     seconds per training epoch: student alone vs KD with the teacher online vs KD
+            reading cached teacher logits (data.augment_views), after the cache is built;
+  int8      the KD student quantized: fp32 vs PTQ (NNCF without training; onnxruntime's
+            quantize_static) vs edgekd's QAT with the KD loss on, in PyTorch (fake quant),
+            onnxruntime and OpenVINO, with top-1 agreement between them.
+
+    tar xzf ../shared/data/cifar10-jpg.tar.gz -C /tmp/cifar10
+    python benchmarks/distill_cifar.py --data /tmp/cifar10 --train-samples 10000 --epochs 5
+
+The reference recipe is 30 epochs over all 50k images on a GPU (`--train-samples 0 --epochs 30`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.data import DataConfig, load_data
+from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache
+from edgekd.stages.export import ExportConfig, export
+from edgekd.stages.quantize import QuantizeConfig, calibration_images, insert_fake_quant, load_quantized, quantize
+from edgekd.stages.verify import validation_arrays
+from edgekd.targets import load_target
+from edgekd.teachers import TeacherConfig, load_teacher
+from edgekd.train import TrainConfig, accuracy, predict
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CIFAR = {"input_size": 32, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}
+METHODS = {  # reference.md section 1
+    "alone": ("kd", {"alpha": 0.0}),
+    "kd": ("kd", {"temperature": 4.0, "alpha": 0.9}),
+    "dkd": ("dkd", {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 5}),
+}
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+
+def run_accuracy(args, data, teacher, out: Path) -> dict:
+    results = {}
+    for student in args.students:
+        for method in args.methods:
+            loss, params = METHODS[method]
+            cfg = DistillConfig(loss=loss, params=params, train=train_config(args, args.epochs))
+            folder = out / f"{student}-{method}"
+            folder.mkdir(parents=True, exist_ok=True)
+            path, seconds = timed(distill, cfg, StudentConfig(name=student), data, teacher, folder, out / "logits.npy")
+            acc = load_student(path)[1]["val_accuracy"]
+            results[f"{student}/{method}"] = {"val_accuracy": acc, "seconds": round(seconds, 1), "path": str(path)}
+            print(f"{student:20s} {method:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
+    return results
+
+
+def run_epoch_cost(args, data, online_data, teacher, out: Path) -> dict:
+    """One epoch each, after the cache for `data` exists (built and timed first)."""
+    student = StudentConfig(name=args.students[0])
+    cache = out / "epoch-logits.npy"
+    _, build_s = timed(teacher_logits_cache, teacher, data, cache)
+    rows = {}
+    for name, (loss, params), d, c in [
+        ("alone", METHODS["alone"], data, None),
+        ("kd, teacher online", METHODS["kd"], online_data, None),
+        ("kd, cached teacher", METHODS["kd"], data, cache),
+    ]:
+        folder = out / f"epoch-{name.replace(' ', '').replace(',', '-')}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cfg = DistillConfig(loss=loss, params=params, train=train_config(args, 1))
+        _, rows[name] = timed(distill, cfg, student, d, teacher, folder, c)
+    base = rows["alone"]
+    views = f"cache of {data.views} views built in {build_s:.0f} s"
+    print(f"\nepoch seconds, {student.name}, {len(data.train)} images ({views})")
+    for name, seconds in rows.items():
+        print(f"  {name:20s} {seconds:7.1f} s   {seconds / base:.2f}x alone")
+    return {"cache_build_s": build_s, "epoch_s": rows, "ratio_to_alone": {k: v / base for k, v in rows.items()}}
+
+
+def run_int8(args, data, teacher, student_path: Path, out: Path) -> dict:
+    flavour = load_target(args.target).int8
+    images, labels = validation_arrays(data)
+    fp32, _ = load_student(student_path)
+    calibration = calibration_images(data, args.calibration)
+    results = {"fp32 (PyTorch)": accuracy(*predict(fp32, data.loader("val")))}
+    ptq = insert_fake_quant(load_student(student_path)[0], flavour, calibration)  # NNCF PTQ: no training
+    results["PTQ NNCF (PyTorch fake quant)"] = accuracy(*predict(ptq, data.loader("val")))
+    results["PTQ onnxruntime quantize_static (best type)"] = ort_ptq_accuracy(fp32, data, calibration, out, labels)
+    loss, params = METHODS["kd"]
+    cfg = QuantizeConfig(
+        calibration_samples=args.calibration, train=train_config(args, args.qat_epochs, lr=args.qat_lr)
+    )
+    qat_path = quantize(cfg, student_path, data, teacher, flavour, (loss, params), out / "qat", out / "logits.npy")
+    qat, ckpt = load_quantized(qat_path)
+    torch_logits = predict(qat, data.loader("val"))[0].numpy()
+    results["QAT+KD (PyTorch fake quant)"] = float((torch_logits.argmax(1) == labels).mean())
+    calib = ckpt["calibration"].float().numpy()
+    artifacts = export(ExportConfig(), {"int8": qat}, ckpt["preprocessing"], out / "artifacts", calib, ckpt["int8"])
+    from edgekd.runtime import open_session
+
+    agreement = {}
+    for artifact in artifacts:
+        session = open_session(artifact.runtime, artifact.path, 2)
+        logits = np.concatenate([session.run(images[i : i + 256]) for i in range(0, len(images), 256)])
+        results[f"QAT+KD ({artifact.runtime})"] = float((logits.argmax(1) == labels).mean())
+        agreement[f"{artifact.runtime} vs PyTorch fake quant"] = float(
+            (logits.argmax(1) == torch_logits.argmax(1)).mean()
+        )
+    print(
+        f"\nint8 ({args.target} flavour: {flavour.activations}/{flavour.weights}, reduce_range {flavour.reduce_range})"
+    )
+    for name, acc in results.items():
+        print(f"  {name:45s} {acc:.2%}")
+    for name, value in agreement.items():
+        print(f"  top-1 agreement {name:30s} {value:.2%}")
+    return {"accuracy": results, "agreement": agreement}
+
+
+def ort_ptq_accuracy(fp32, data, calibration, out: Path, labels) -> float:
+    """The best accuracy of onnxruntime's quantize_static over its type options."""
+    import onnx
+
+    from edgekd.qdq import onnxruntime_ptq
+    from edgekd.runtime import open_session
+
+    (artifact,) = export(ExportConfig(formats=["onnx"]), {"fp32": fp32}, {"input_size": [32, 32]}, out / "ptq")
+    batches = [c[i : i + 1].numpy() for c in calibration for i in range(len(c))]
+    images = validation_arrays(data)[0]
+    best = 0.0
+    for activations, reduce_range in [("s8", False), ("u8", False), ("u8", True)]:
+        dest = out / "ptq" / f"{activations}-{reduce_range}.onnx"
+        onnx.save(onnxruntime_ptq(onnx.load(artifact.path), batches, activations, True, reduce_range), dest)
+        session = open_session("onnxruntime", str(dest), 2)
+        logits = np.concatenate([session.run(images[i : i + 256]) for i in range(0, len(images), 256)])
+        best = max(best, float((logits.argmax(1) == labels).mean()))
+    return best
+
+
+def train_config(args, epochs: int, lr: float | None = None) -> TrainConfig:
+    schedule = "cosine" if lr else "onecycle"
+    return TrainConfig(epochs=epochs, lr=lr or args.lr, optimizer="sgd", schedule=schedule, weight_decay=5e-4)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="the unpacked cifar10-jpg folder (train/, test/)")
+    parser.add_argument("--teacher", type=Path, default=SHARED / "teachers/resnet18_cifar10/resnet18_cifar10.pt")
+    parser.add_argument("--students", nargs="+", default=["mobilenet_v2", "shufflenet_v2_x1_0"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--train-samples", type=int, default=10000, help="a seeded subset; 0 = all 50k")
+    parser.add_argument("--val-samples", type=int, default=2000, help="a seeded subset of test/; 0 = all 10k")
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--views", type=int, default=None, help="data.augment_views (default: --epochs)")
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-lr", type=float, default=0.001)
+    parser.add_argument("--calibration", type=int, default=512)
+    parser.add_argument("--target", default="x86")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["accuracy", "epoch", "int8"])
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-cifar"))
+    args = parser.parse_args()
+    common = CIFAR | {
+        "path": args.data,
+        "augment": ["crop", "flip"],
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "max_train_samples": args.train_samples or None,
+        "max_val_samples": args.val_samples or None,
+    }
+    data = load_data(DataConfig(**common, augment_views=args.views or args.epochs))
+    print(f"data: {len(data.train)} train / {len(data.val)} val images, {data.views} fixed augmentations each")
+    teacher = load_teacher(TeacherConfig(path=args.teacher, arch="resnet18", small_input=True), 10, 32, data.classes)
+    print(f"teacher {args.teacher.name}: val accuracy {accuracy(*predict(teacher, data.loader('val'))):.2%}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+    if "accuracy" not in args.skip:
+        report["accuracy"] = run_accuracy(args, data, teacher, args.out)
+    if "epoch" not in args.skip:
+        online = load_data(DataConfig(**common))
+        report["epoch"] = run_epoch_cost(args, data, online, teacher, args.out)
+    if "int8" not in args.skip:
+        student = args.out / f"{args.students[0]}-kd" / "student_fp32.pt"
+        if not student.is_file():
+            distill(
+                DistillConfig(loss="kd", params=METHODS["kd"][1], train=train_config(args, args.epochs)),
+                StudentConfig(name=args.students[0]),
+                data,
+                teacher,
+                student.parent,
+                args.out / "logits.npy",
+            )
+        report["int8"] = run_int8(args, data, teacher, student, args.out)
+    (args.out / "results.json").write_text(json.dumps(report, indent=1, default=str))
+    print_summary(report)
+
+
+def print_summary(report: dict) -> None:
+    if "accuracy" in report:
+        print("\n| student | alone | KD | DKD | KD gain |")
+        print("| --- | --- | --- | --- | --- |")
+        students = sorted({k.split("/")[0] for k in report["accuracy"]})
+        for s in students:
+            acc = {m: report["accuracy"].get(f"{s}/{m}", {}).get("val_accuracy") for m in METHODS}
+            cells = [f"{acc[m]:.2%}" if acc[m] is not None else "—" for m in METHODS]
+            gain = f"{(acc['kd'] - acc['alone']) * 100:+.2f} pt" if acc["kd"] and acc["alone"] else "—"
+            print(f"| {s} | {' | '.join(cells)} | {gain} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""edgekd's int8 artifacts against each runtime's own post-training quantization, side by side.
+
+For each model (torchvision architecture, random weights with BatchNorm statistics set from
+data: latency does not depend on the weights) at 224x224, batch 1:
+  onnxruntime: fp32; quantize_static (QDQ, per-channel, after quant_pre_process) with s8s8,
+               u8s8 and u8s8 + reduce_range; edgekd's int8 ONNX (BatchNorm folded, NNCF QDQ)
+  OpenVINO:    fp32 IR; NNCF PTQ of that IR; edgekd's int8 IR
+Every figure is the median p50 over `--rounds` rounds, each round measuring every artifact
+once in a fresh process (`python -m edgekd.runtime`), so drift hits all of them alike.
+Prints per model and runtime: edgekd int8 / best PTQ (< 1: edgekd faster) and int8 / fp32.
+
+    python benchmarks/int8_vs_ptq.py [--models mobilenet_v2 resnet18] [--target x86]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekd.models import create_model
+from edgekd.qdq import onnxruntime_ptq
+from edgekd.stages.bench import BenchConfig, measure_in_subprocess
+from edgekd.stages.export import Artifact, ExportConfig, torch2onnx, torch2openvino
+from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
+from edgekd.targets import load_target
+
+MODELS = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "resnet18"]
+ORT_PTQ = {"ptq-s8s8": ("s8", False), "ptq-u8s8": ("u8", False), "ptq-u8s8-rr": ("u8", True)}
+
+
+def trained_like(name: str, size: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = create_model(name, 1000, small_input=False).train()
+    with torch.no_grad():  # BatchNorm statistics from data, so activation ranges look trained
+        for _ in range(3):
+            model(torch.randn(8, 3, size, size))
+    return model.eval()
+
+
+def ort_ptq(fp32: Path, dest: Path, calibration: list[np.ndarray], activations: str, reduce_range: bool) -> Path:
+    import onnx
+
+    onnx.save(onnxruntime_ptq(onnx.load(fp32), calibration, activations, True, reduce_range), dest)
+    return dest
+
+
+def nncf_ptq_openvino(fp32_xml: Path, dest: Path, calibration: list[np.ndarray]) -> Path:
+    import nncf
+    import openvino as ov
+
+    quantized = nncf.quantize(ov.Core().read_model(fp32_xml), nncf.Dataset(calibration), subset_size=len(calibration))
+    dest.mkdir(parents=True, exist_ok=True)
+    ov.save_model(quantized, str(dest / "model.xml"), compress_to_fp16=False)
+    return dest / "model.xml"
+
+
+def artifacts_for(name: str, size: int, target: str, folder: Path, samples: int) -> dict[str, tuple[str, Path]]:
+    """{row name: (runtime, path)} for one model."""
+    model = trained_like(name, size)
+    rng = np.random.default_rng(0)
+    calibration = [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(samples)]
+    meta = {"input_size": json.dumps([size, size]), "precision": "fp32"}
+    cfg = ExportConfig()
+    fp32 = torch2onnx(model, folder / "fp32.onnx", meta, cfg)
+    flavour = load_target(target).int8
+    quantized = qdq_export_mode(insert_fake_quant(model, flavour, [torch.from_numpy(c) for c in calibration]))
+    int8_meta = meta | {"precision": "int8", "int8": flavour.model_dump_json()}
+    images = np.concatenate(calibration)
+    rows = {"fp32": ("onnxruntime", fp32)}
+    for row, (activations, reduce_range) in ORT_PTQ.items():
+        rows[row] = ("onnxruntime", ort_ptq(fp32, folder / f"{row}.onnx", calibration, activations, reduce_range))
+    rows["edgekd-int8"] = ("onnxruntime", torch2onnx(quantized, folder / "edgekd_int8.onnx", int8_meta, cfg, images))
+    fp32_ir = torch2openvino(model, folder / "fp32_openvino", meta, cfg)
+    rows["ov-fp32"] = ("openvino", fp32_ir)
+    rows["ov-nncf-ptq"] = ("openvino", nncf_ptq_openvino(fp32_ir, folder / "nncf_ptq_openvino", calibration))
+    rows["ov-edgekd-int8"] = ("openvino", torch2openvino(quantized, folder / "edgekd_int8_openvino", int8_meta, cfg))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--target", default="x86", help="the target profile whose int8 flavour edgekd uses")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--calibration", type=int, default=32)
+    parser.add_argument("--json", type=Path, help="also write every measurement here")
+    args = parser.parse_args()
+    bench = BenchConfig(warmup=args.warmup, runs=args.runs, timeout_s=900)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="edgekd-int8-bench-") as tmp:
+        for name in args.models:
+            folder = Path(tmp) / name
+            folder.mkdir()
+            rows = artifacts_for(name, args.size, args.target, folder, args.calibration)
+            p50s: dict[str, list[float]] = {row: [] for row in rows}
+            executed: dict[str, str] = {}
+            for _ in range(args.rounds):
+                for row, (runtime, path) in rows.items():
+                    artifact = Artifact(row, "", "", runtime, str(path), 0.0, "")
+                    got = measure_in_subprocess(artifact, args.threads, bench)
+                    if got["status"] != "ok":
+                        sys.exit(f"{name} {row}: {got['reason']}")
+                    p50s[row].append(got["p50_ms"])
+                    e = got["executed"]
+                    executed[row] = f"{e.get('precision')} ({e.get('int8_convs')}/{e.get('convs')} int8 convs)"
+            results[name] = {
+                row: {"p50_ms": statistics.median(v), "all": v, "executed": executed[row]} for row, v in p50s.items()
+            }
+            print_model(name, results[name], args)
+    print_summary(results)
+    if args.json:
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=1))
+
+
+def print_model(name: str, rows: dict, args) -> None:
+    print(f"\n{name} {args.size}x{args.size}, {args.threads} threads, batch 1 (median p50 of {args.rounds} rounds)")
+    for row, r in rows.items():
+        print(f"  {row:16s} {r['p50_ms']:8.3f} ms   {r['executed']}")
+
+
+def print_summary(results: dict) -> None:
+    print("\n| model | runtime | fp32 ms | best PTQ | PTQ ms | edgekd int8 ms | edgekd / PTQ | edgekd / fp32 |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, rows in results.items():
+        ms = {row: r["p50_ms"] for row, r in rows.items()}
+        best = min(ORT_PTQ, key=ms.__getitem__)
+        sides = [("onnxruntime", "fp32", best, "edgekd-int8"), ("openvino", "ov-fp32", "ov-nncf-ptq", "ov-edgekd-int8")]
+        for runtime, fp32, ptq, ours in sides:
+            print(
+                f"| {name} | {runtime} | {ms[fp32]:.3f} | {ptq} | {ms[ptq]:.3f} | {ms[ours]:.3f} "
+                f"| {ms[ours] / ms[ptq]:.2f} | {ms[ours] / ms[fp32]:.2f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,87 @@
+"""QDQ graph passes: int8 weights in the file, and the onnxruntime layout of an NNCF export."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from edgekd.qdq import fold_weight_quantizers, quantize_linear, strip_qdq
+from edgekd.runtime import open_session
+from edgekd.stages.export import ExportConfig, _onnx, export
+from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
+from edgekd.targets import load_target
+from tests.test_export import PREPROCESSING, SIZE, trained_like
+
+
+def test_quantize_linear_rounds_half_to_even_and_saturates():
+    x = np.array([[0.5, 1.5, 2.5, -0.5, 1000.0, -1000.0]], np.float32)
+    got = quantize_linear(x, np.array([1.0], np.float32), np.array([0], np.int8), axis=0)
+    assert got.dtype == np.int8 and got.tolist() == [[0, 2, 2, 0, 127, -128]]
+    # per channel along axis 0, with a zero point
+    w = np.array([[1.0, -1.0], [1.0, -1.0]], np.float32)
+    got = quantize_linear(w, np.array([0.5, 0.25], np.float32), np.array([10, 0], np.uint8), axis=0)
+    assert got.tolist() == [[12, 8], [4, 0]]
+
+
+def _conv_with_quantized_weight() -> onnx.ModelProto:
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    scale = (np.abs(w).reshape(4, -1).max(1) / 127).astype(np.float32)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["w", "s", "z"], ["wq"], axis=0),
+        helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], axis=0),
+        helper.make_node("Conv", ["x", "wd"], ["y"]),
+    ]
+    inits = [numpy_helper.from_array(a, n) for a, n in [(w, "w"), (scale, "s"), (np.zeros(4, np.int8), "z")]]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        inits,
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_folding_weight_quantizers_stores_int8_and_computes_the_same():
+    model = _conv_with_quantized_weight()
+    x = np.random.default_rng(1).standard_normal((1, 3, 8, 8)).astype(np.float32)
+    before = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    assert fold_weight_quantizers(model) == 1
+    onnx.checker.check_model(model)
+    assert [n.op_type for n in model.graph.node] == ["DequantizeLinear", "Conv"]
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert "w" not in weights and weights["wq"].dtype == np.int8  # the float weights are gone
+    after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(after, before)
+
+
+def test_onnxruntime_layout_fuses_every_conv_and_keeps_accuracy(tmp_path):
+    model = trained_like("shufflenet_v2_x0_5")
+    calibration = [torch.randn(8, 3, SIZE, SIZE) for _ in range(4)]
+    flavour = load_target("x86").int8
+    quantized = qdq_export_mode(insert_fake_quant(model, flavour, calibration)).eval()
+    images = np.random.default_rng(3).standard_normal((64, 3, SIZE, SIZE), dtype=np.float32)
+    with torch.no_grad():
+        expected = quantized(torch.from_numpy(images)).numpy()
+    # the float model under the QDQ export computes (nearly) the fake-quantized model
+    nncf_layout = _onnx(quantized, {"input_size": json.dumps([SIZE, SIZE])}, ExportConfig())
+    stripped = strip_qdq(nncf_layout)
+    assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in stripped.graph.node}
+    calib = torch.cat(calibration).numpy()
+    (fp32,) = export(ExportConfig(formats=["onnx"]), {"fp32": model}, PREPROCESSING, tmp_path / "fp32")
+    (int8,) = export(
+        ExportConfig(formats=["onnx"]), {"int8": quantized}, PREPROCESSING, tmp_path, calib, flavour.model_dump()
+    )
+    session = open_session("onnxruntime", int8.path, 2)
+    got = session.run(images)
+    executed = session.executed_precision()
+    assert executed["int8_convs"] == executed["convs"] > 0, executed  # NNCF's own layout left convs in float
+    assert executed["optimized_ops"].get("Conv", 0) == 0
+    assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
+    assert int8.size_mb < 0.5 * fp32.size_mb  # int8 weights, not fp32 ones
