@@ -63,9 +63,11 @@ def run_accuracy(args, data, teacher, out: Path) -> dict:
 
 
 def run_epoch_cost(args, data, online_data, teacher, out: Path) -> dict:
-    """One epoch each, after the cache for `data` exists (built and timed first)."""
+    """One epoch each, after the cache for `data` exists (built and timed first, unless the
+    accuracy runs already built it)."""
     student = StudentConfig(name=args.students[0])
-    cache = out / "epoch-logits.npy"
+    cache = out / "logits.npy"
+    reused = cache.is_file()
     _, build_s = timed(teacher_logits_cache, teacher, data, cache)
     rows = {}
     for name, (loss, params), d, c in [
@@ -78,7 +80,7 @@ def run_epoch_cost(args, data, online_data, teacher, out: Path) -> dict:
         cfg = DistillConfig(loss=loss, params=params, train=train_config(args, 1))
         _, rows[name] = timed(distill, cfg, student, d, teacher, folder, c)
     base = rows["alone"]
-    views = f"cache of {data.views} views built in {build_s:.0f} s"
+    views = f"cache of {data.views} views {'reused' if reused else f'built in {build_s:.0f} s'}"
     print(f"\nepoch seconds, {student.name}, {len(data.train)} images ({views})")
     for name, seconds in rows.items():
         print(f"  {name:20s} {seconds:7.1f} s   {seconds / base:.2f}x alone")

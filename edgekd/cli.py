@@ -237,10 +237,12 @@ def targets():
     """List target profiles."""
     from edgekd.targets import load_target, target_names
 
-    for name in target_names():
+    names = target_names()
+    width = max(map(len, names))
+    for name in names:
         t = load_target(name)
         flavour = f"int8 {t.int8.activations}/{t.int8.weights}{' reduce_range' if t.int8.reduce_range else ''}"
-        typer.echo(f"{name:8} {t.arch:8} {', '.join(t.runtimes):40} {flavour:24} {t.description}")
+        typer.echo(f"{name:{width}} {t.arch:8} {', '.join(t.runtimes):40} {flavour:24} {t.description}")
 
 
 def _target(name: str):

@@ -71,7 +71,7 @@ def artifacts(tmp_path_factory):
         return export(ExportConfig(), {"fp32": trained_like("mobilenet_v3_small")}, PREPROCESSING, out)
 
 
-@pytest.mark.parametrize("board", ["rpi4", "rpi5"])
+@pytest.mark.parametrize("board", ["rpi4", "rpi5", "jetson-orin-cpu"])
 def test_board_rows_are_estimated_and_labelled(board, artifacts):
     target = load_target(board)
     assert target.cost_model.source and "%" in target.cost_model.calibration
