@@ -18,7 +18,7 @@ from edgekd.stages.distill import DistillConfig, StudentConfig
 from edgekd.stages.export import ExportConfig
 from edgekd.stages.quantize import QuantizeConfig
 from edgekd.stages.verify import VerifyConfig
-from edgekd.teachers import TeacherConfig
+from edgekd.teachers import OPAQUE_TEACHERS, TeacherConfig
 
 PIPELINES_DIR = Path(os.environ.get("EDGEKD_PIPELINES", Path(__file__).resolve().parents[1] / "pipelines"))
 
@@ -108,7 +108,10 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
 
 def check_teachers(cfg: PipelineConfig, source: str) -> None:
     """Several teachers (teacher.path, then teacher.extra) feed the multi_teacher loss only, with
-    one weight each (a teacher trained here, without teacher.path, is one)."""
+    one weight each (a teacher trained here, without teacher.path, is one); feature-based losses
+    need a teacher with layers to hook."""
+    from edgekd.losses import create_loss
+
     if cfg.teacher.extra and not cfg.teacher.path:
         raise EdgekdError(f"{source}: teacher.extra needs teacher.path, the first teacher; set teacher.path too")
     n = 1 + len(cfg.teacher.extra)
@@ -126,6 +129,14 @@ def check_teachers(cfg: PipelineConfig, source: str) -> None:
             raise EdgekdError(
                 f"{source}: {key}: multi_teacher has {len(weights)} weights for {n} teacher(s); "
                 "give one per teacher, in the order teacher.path, then teacher.extra"
+            )
+    opaque = [p for p in [cfg.teacher.path, *cfg.teacher.extra] if p and Path(p).suffix.lower() in OPAQUE_TEACHERS]
+    for key, loss, params in losses:
+        if opaque and create_loss(loss, params).uses_teacher_features:
+            kind = OPAQUE_TEACHERS[Path(opaque[0]).suffix.lower()]
+            raise EdgekdError(
+                f"{source}: {key}: loss '{loss}' reads the teacher's layers, but teacher {opaque[0]} is {kind}, "
+                "which has none to hook; give a state_dict teacher (.pt) or choose a logit-based loss (kd, dkd, ...)"
             )
     if n > 1 and cfg.distill.generations > 1 and cfg.distill.params.get("weights"):
         raise EdgekdError(

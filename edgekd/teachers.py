@@ -28,8 +28,14 @@ class TeacherConfig(BaseModel):
     train: TrainConfig = TrainConfig(epochs=5, lr=0.05)
 
 
+# teacher files whose layers cannot be hooked, so feature-based losses cannot use them
+OPAQUE_TEACHERS = {".onnx": "an ONNX model run by onnxruntime", ".pt2": "a torch.export program"}
+
+
 class OnnxTeacher(nn.Module):
     """Soft labels from an ONNX model; it has no layers to hook, so logit-based losses only."""
+
+    opaque = OPAQUE_TEACHERS[".onnx"]
 
     def __init__(self, path: Path):
         super().__init__()
@@ -62,7 +68,10 @@ class TeacherEnsemble(nn.Module):
 
 class ExportedTeacher(nn.Module):
     """A torch.export program: a fixed graph whose module refuses train() and eval() (even
-    eval(), in recent torch), so this wrapper keeps it out of mode changes."""
+    eval(), in recent torch), so this wrapper keeps it out of mode changes. Its graph calls no
+    submodules, so forward hooks on them never fire: logit-based losses only."""
+
+    opaque = OPAQUE_TEACHERS[".pt2"]
 
     def __init__(self, program: nn.Module):
         super().__init__()

@@ -99,3 +99,26 @@ def test_onnx_teacher_with_a_fixed_batch_above_one(tmp_path):
     torch.onnx.export(tiny_net().eval(), torch.zeros(4, 3, 16, 16), str(teacher), dynamo=False, input_names=["x"])
     with pytest.raises(EdgekdError, match="batches of exactly 4 images; export it with a dynamic batch axis"):
         load_teacher(TeacherConfig(path=teacher), 3, 16)
+
+
+@pytest.mark.parametrize("suffix, kind", [(".onnx", "an ONNX model"), (".pt2", "a torch.export program")])
+def test_feature_loss_with_a_teacher_without_layers_stops_before_any_work(tmp_path, image_folder, suffix, kind):
+    config = tmp_path / "at.toml"
+    config.write_text("[distill]\nloss = 'at'\nparams = { pairs = [['features.3', 'layer1']] }\n")
+    teacher = tmp_path / f"teacher{suffix}"
+    teacher.write_bytes(b"")  # never read: the config check comes first
+    done = edgekd(
+        "build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher),
+        "--config", str(config), "--out", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert_one_line_error(done, str(config), "loss 'at' reads the teacher's layers", kind, "state_dict teacher (.pt)")
+    assert_nothing_written(tmp_path / "out")
+
+
+def test_feature_loss_names_an_onnx_teacher_from_python(tmp_path):
+    from edgekd.losses import create_loss
+    from edgekd.teachers import OnnxTeacher
+
+    loss = create_loss("fitnet", {"pairs": [["0", "0"]]})
+    with pytest.raises(EdgekdError, match="teacher is an ONNX model run by onnxruntime, which has no layers to hook"):
+        loss.attach(tiny_net(), OnnxTeacher(onnx_teacher(tmp_path / "t.onnx", size=16)))

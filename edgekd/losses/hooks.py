@@ -22,6 +22,11 @@ from edgekd.registry import did_you_mean
 
 
 def find_layer(model: nn.Module, name: str, role: str) -> nn.Module:
+    if getattr(model, "opaque", None):  # an ONNX or torch.export teacher (edgekd.teachers)
+        raise EdgekdError(
+            f"the {role} is {model.opaque}, which has no layers to hook for '{name}'; give a state_dict "
+            "teacher (.pt) or choose a logit-based loss (kd, dkd, ...)"
+        )
     layers = dict(model.named_modules())
     if name not in layers:
         valid = [n for n in layers if n]  # "" is the model itself
