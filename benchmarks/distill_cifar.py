@@ -37,8 +37,15 @@ CIFAR = {"input_size": 32, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2
 METHODS = {  # reference.md section 1
     "alone": ("kd", {"alpha": 0.0}),
     "kd": ("kd", {"temperature": 4.0, "alpha": 0.9}),
-    "dkd": ("dkd", {"alpha": 1.0, "beta": 8.0, "temperature": 4.0, "warmup_epochs": 5}),
+    "dkd": ("dkd", {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}),
 }
+
+
+def method(name: str, args) -> tuple[str, dict]:
+    loss, params = METHODS[name]
+    if loss == "dkd":
+        params = params | {"warmup_epochs": args.dkd_warmup}
+    return loss, params
 
 
 def timed(fn, *args, **kwargs):
@@ -50,15 +57,15 @@ def timed(fn, *args, **kwargs):
 def run_accuracy(args, data, teacher, out: Path) -> dict:
     results = {}
     for student in args.students:
-        for method in args.methods:
-            loss, params = METHODS[method]
+        for name in args.methods:
+            loss, params = method(name, args)
             cfg = DistillConfig(loss=loss, params=params, train=train_config(args, args.epochs))
-            folder = out / f"{student}-{method}"
+            folder = out / f"{student}-{name}"
             folder.mkdir(parents=True, exist_ok=True)
             path, seconds = timed(distill, cfg, StudentConfig(name=student), data, teacher, folder, out / "logits.npy")
             acc = load_student(path)[1]["val_accuracy"]
-            results[f"{student}/{method}"] = {"val_accuracy": acc, "seconds": round(seconds, 1), "path": str(path)}
-            print(f"{student:20s} {method:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
+            results[f"{student}/{name}"] = {"val_accuracy": acc, "seconds": round(seconds, 1), "path": str(path)}
+            print(f"{student:20s} {name:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
     return results
 
 
@@ -162,6 +169,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--views", type=int, default=None, help="data.augment_views (default: --epochs)")
     parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--dkd-warmup", type=int, default=5, help="DKD warm-up epochs (the reference: 5 of 30)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--qat-epochs", type=int, default=1)
@@ -184,9 +192,13 @@ def main() -> None:
     teacher = load_teacher(TeacherConfig(path=args.teacher, arch="resnet18", small_input=True), 10, 32, data.classes)
     print(f"teacher {args.teacher.name}: val accuracy {accuracy(*predict(teacher, data.loader('val'))):.2%}")
     args.out.mkdir(parents=True, exist_ok=True)
-    report: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
+    # a rerun into the same --out adds to (and replaces entries of) the results already there;
+    # finished students are reused, so delete a student's folder to train it again
+    results = args.out / "results.json"
+    report: dict = json.loads(results.read_text()) if results.is_file() else {}
+    report["args"] = {k: str(v) for k, v in vars(args).items()}
     if "accuracy" not in args.skip:
-        report["accuracy"] = run_accuracy(args, data, teacher, args.out)
+        report["accuracy"] = report.get("accuracy", {}) | run_accuracy(args, data, teacher, args.out)
     if "epoch" not in args.skip:
         online = load_data(DataConfig(**common))
         report["epoch"] = run_epoch_cost(args, data, online, teacher, args.out)
@@ -202,7 +214,7 @@ def main() -> None:
                 args.out / "logits.npy",
             )
         report["int8"] = run_int8(args, data, teacher, student, args.out)
-    (args.out / "results.json").write_text(json.dumps(report, indent=1, default=str))
+    results.write_text(json.dumps(report, indent=1, default=str))
     print_summary(report)
 
 

@@ -1,4 +1,4 @@
-"""Store a QDQ model's weights as 8-bit integers.
+"""QDQ graphs: weights stored as 8-bit integers, and the layout onnxruntime fuses.
 
 The TorchScript exporter writes NNCF's weight quantizers as float weights followed by
 QuantizeLinear: the file then holds fp32 weights (an "int8" model as large as the fp32 one)
@@ -107,6 +107,29 @@ def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     return model
 
 
+def trained_overrides(model: onnx.ModelProto) -> dict[str, list[dict]]:
+    """What QAT learned, as onnxruntime quantizer overrides (`TensorQuantOverrides`): each
+    activation quantizer's range (rmin, rmax: onnxruntime derives scale and zero point from it
+    in its own layout) and each weight's exact grid (per-channel scales, zero point 0), keyed by
+    the tensor names `strip_qdq` leaves. Weights must be folded first (`fold_weight_quantizers`)."""
+    graph = model.graph
+    constants = _constants(graph)
+    overrides: dict[str, list[dict]] = {}
+    for node in graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] not in constants:
+            scale, zero_point = (constants[i] for i in node.input[1:3])
+            info, zp = np.iinfo(zero_point.dtype), int(zero_point)
+            rmin, rmax = np.float32((info.min - zp) * scale), np.float32((info.max - zp) * scale)
+            overrides[node.input[0]] = [{"rmin": rmin, "rmax": rmax}]
+        elif node.op_type == "DequantizeLinear" and constants.get(node.input[0], np.zeros(0)).dtype == np.int8:
+            scales, axis = constants[node.input[1]], next((a.i for a in node.attribute if a.name == "axis"), 1)
+            grids = [{"scale": np.float32(v), "zero_point": np.int8(0)} for v in np.atleast_1d(scales)]
+            if scales.ndim == 1:
+                grids[0]["axis"] = axis
+            overrides[node.output[0]] = grids
+    return overrides
+
+
 def for_onnxruntime(
     model: onnx.ModelProto, calibration: list[np.ndarray], activations: str, per_channel: bool, reduce_range: bool
 ) -> onnx.ModelProto:
@@ -116,19 +139,31 @@ def for_onnxruntime(
     fuses. onnxruntime fuses only where every tensor around an operation is quantized (Conv
     outputs, Add, Concat, channel shuffles): on NNCF's layout it runs the rest in float, with
     conversions between, up to 3x slower than its own quantizer's output. So the float model
-    under the QDQ one, whose weights QAT trained for their 8-bit grid, is quantized again by
-    onnxruntime's quantizer in the target's flavour, activation ranges from `calibration`
-    (batches of training images). Keeping NNCF's activation scales as overrides on top of this
-    lost 14 points of accuracy on the embedded digits; recalibrating lost none.
+    under the QDQ one is quantized again by onnxruntime's quantizer in the target's flavour,
+    told what QAT learned (`trained_overrides`): the weights keep their exact trained grid
+    (NNCF keeps 8-bit depthwise weights under reduce_range, which onnxruntime's 7-bit grid
+    would round), activations their trained ranges; tensors NNCF left unquantized (Conv
+    outputs) take ranges from `calibration` (batches of training images). On a CIFAR-10
+    mobilenet_v2, top-1 agreement with the fake-quantized model went from 97.5% (recalibrated
+    from scratch) to 98.6%, as close as OpenVINO running NNCF's own layout (98.5%). Overriding
+    activation scales and zero points directly, instead of ranges, lost accuracy.
     """
-    return onnxruntime_ptq(strip_qdq(model), calibration, activations, per_channel, reduce_range)
+    stripped = strip_qdq(model)
+    overrides = trained_overrides(model)
+    return onnxruntime_ptq(stripped, calibration, activations, per_channel, reduce_range, overrides)
 
 
 def onnxruntime_ptq(
-    model: onnx.ModelProto, calibration: list[np.ndarray], activations: str, per_channel: bool, reduce_range: bool
+    model: onnx.ModelProto,
+    calibration: list[np.ndarray],
+    activations: str,
+    per_channel: bool,
+    reduce_range: bool,
+    overrides: dict[str, list[dict]] | None = None,
 ) -> onnx.ModelProto:
     """onnxruntime's own static quantization of a float model, QDQ format, s8 weights,
-    `activations` "u8" or "s8", activation ranges from the `calibration` batches."""
+    `activations` "u8" or "s8", activation ranges from the `calibration` batches, except where
+    `overrides` (onnxruntime's TensorQuantOverrides) set them."""
     import tempfile
     from pathlib import Path
 
@@ -149,6 +184,9 @@ def onnxruntime_ptq(
         source, ready, dest = (Path(tmp) / f"{n}.onnx" for n in ("float", "ready", "int8"))
         onnx.save(model, source)
         quant_pre_process(str(source), str(ready))  # shape inference and fusions the quantizer relies on
+        graph = onnx.load(ready).graph
+        tensors = {t.name for t in graph.initializer} | {i.name for i in graph.input}
+        tensors |= {out for node in graph.node for out in node.output}
         quantize_static(
             str(ready),
             str(dest),
@@ -158,5 +196,7 @@ def onnxruntime_ptq(
             activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
             weight_type=QuantType.QInt8,
             reduce_range=reduce_range,
+            # a tensor the pre-processing fused away has nothing to override
+            extra_options={"TensorQuantOverrides": {k: v for k, v in (overrides or {}).items() if k in tensors}},
         )
         return onnx.load(dest)

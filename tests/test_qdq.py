@@ -10,7 +10,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.qdq import fold_weight_quantizers, quantize_linear, strip_qdq
+from edgekd.qdq import _constants, fold_weight_quantizers, for_onnxruntime, quantize_linear, strip_qdq
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, _onnx, export
 from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
@@ -85,3 +85,33 @@ def test_onnxruntime_layout_fuses_every_conv_and_keeps_accuracy(tmp_path):
     assert executed["optimized_ops"].get("Conv", 0) == 0
     assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.9
     assert int8.size_mb < 0.5 * fp32.size_mb  # int8 weights, not fp32 ones
+
+
+def _weight_grids(model: onnx.ModelProto, key) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{key(node): (int8 values, scales)} of every weight DequantizeLinear."""
+    constants = _constants(model.graph)
+    return {
+        key(n): (constants[n.input[0]], constants[n.input[1]])
+        for n in model.graph.node
+        if n.op_type == "DequantizeLinear" and constants.get(n.input[0], np.zeros(0)).dtype == np.int8
+    }
+
+
+def test_onnxruntime_layout_keeps_the_trained_weight_grid():
+    """Under reduce_range NNCF keeps 8-bit depthwise weights (|q| up to 127); onnxruntime's own
+    7-bit grid would round them, so the trained grid is passed through unchanged."""
+    flavour = load_target("x86").int8
+    calibration = [torch.randn(8, 3, SIZE, SIZE) for _ in range(2)]
+    quantized = qdq_export_mode(insert_fake_quant(trained_like("mobilenet_v2"), flavour, calibration)).eval()
+    nncf_layout = _onnx(quantized, {"input_size": json.dumps([SIZE, SIZE])}, ExportConfig())
+    batches = [c.numpy() for c in calibration]
+    ours = for_onnxruntime(nncf_layout, batches, flavour.activations, flavour.per_channel, flavour.reduce_range)
+    # keyed by the float weight: NNCF's DequantizeLinear output, which onnxruntime quantizes as "<name>_quantized"
+    trained = _weight_grids(nncf_layout, lambda node: node.output[0])
+    exported = _weight_grids(ours, lambda node: node.input[0].removesuffix("_quantized"))
+    assert set(exported) == set(trained) and len(trained) > 50
+    assert max(int(np.abs(q).max()) for q, _ in trained.values()) == 127  # some weights use all 8 bits
+    for name, (q_trained, s_trained) in trained.items():
+        q_ours, s_ours = exported[name]
+        np.testing.assert_array_equal(q_ours, q_trained)
+        np.testing.assert_array_equal(s_ours, s_trained)
