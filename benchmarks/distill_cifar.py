@@ -24,9 +24,17 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data import DataConfig, load_data
+from edgekd.runtime import open_session
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache
 from edgekd.stages.export import ExportConfig, export
-from edgekd.stages.quantize import QuantizeConfig, calibration_images, insert_fake_quant, load_quantized, quantize
+from edgekd.stages.quantize import (
+    QuantizeConfig,
+    calibration_images,
+    insert_fake_quant,
+    load_quantized,
+    qdq_export_mode,
+    quantize,
+)
 from edgekd.stages.verify import validation_arrays
 from edgekd.targets import load_target
 from edgekd.teachers import TeacherConfig, load_teacher
@@ -109,27 +117,31 @@ def run_int8(args, data, teacher, student_path: Path, out: Path) -> dict:
     )
     qat_path = quantize(cfg, student_path, data, teacher, flavour, (loss, params), out / "qat", out / "logits.npy")
     qat, ckpt = load_quantized(qat_path)
-    torch_logits = predict(qat, data.loader("val"))[0].numpy()
-    results["QAT+KD (PyTorch fake quant)"] = float((torch_logits.argmax(1) == labels).mean())
     calib = ckpt["calibration"].float().numpy()
-    artifacts = export(ExportConfig(), {"int8": qat}, ckpt["preprocessing"], out / "artifacts", calib, ckpt["int8"])
-    from edgekd.runtime import open_session
-
     agreement = {}
-    for artifact in artifacts:
-        session = open_session(artifact.runtime, artifact.path, 2)
-        logits = np.concatenate([session.run(images[i : i + 256]) for i in range(0, len(images), 256)])
-        results[f"QAT+KD ({artifact.runtime})"] = float((logits.argmax(1) == labels).mean())
-        agreement[f"{artifact.runtime} vs PyTorch fake quant"] = float(
-            (logits.argmax(1) == torch_logits.argmax(1)).mean()
-        )
+    for name, model, folder in [
+        ("QAT+KD", qat, out / "artifacts"),
+        # the same export of a confident model (NNCF PTQ of the teacher): how far agreement is the
+        # export's, and how far the student's small margins
+        ("teacher PTQ", qdq_export_mode(insert_fake_quant(teacher, flavour, calibration)).eval(), out / "teacher-int8"),
+    ]:
+        torch_logits = predict(model, data.loader("val"))[0].numpy()
+        results[f"{name} (PyTorch fake quant)"] = float((torch_logits.argmax(1) == labels).mean())
+        artifacts = export(ExportConfig(), {"int8": model}, ckpt["preprocessing"], folder, calib, ckpt["int8"])
+        for artifact in artifacts:
+            session = open_session(artifact.runtime, artifact.path, 2)
+            logits = np.concatenate([session.run(images[i : i + 256]) for i in range(0, len(images), 256)])
+            results[f"{name} ({artifact.runtime})"] = float((logits.argmax(1) == labels).mean())
+            agreement[f"{name}: {artifact.runtime} vs PyTorch fake quant"] = float(
+                (logits.argmax(1) == torch_logits.argmax(1)).mean()
+            )
     print(
         f"\nint8 ({args.target} flavour: {flavour.activations}/{flavour.weights}, reduce_range {flavour.reduce_range})"
     )
     for name, acc in results.items():
         print(f"  {name:45s} {acc:.2%}")
     for name, value in agreement.items():
-        print(f"  top-1 agreement {name:30s} {value:.2%}")
+        print(f"  top-1 agreement {name:45s} {value:.2%}")
     return {"accuracy": results, "agreement": agreement}
 
 
@@ -138,7 +150,6 @@ def ort_ptq_accuracy(fp32, data, calibration, out: Path, labels) -> float:
     import onnx
 
     from edgekd.qdq import onnxruntime_ptq
-    from edgekd.runtime import open_session
 
     (artifact,) = export(ExportConfig(formats=["onnx"]), {"fp32": fp32}, {"input_size": [32, 32]}, out / "ptq")
     batches = [c[i : i + 1].numpy() for c in calibration for i in range(len(c))]
