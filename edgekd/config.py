@@ -118,6 +118,7 @@ def check_teachers(cfg: PipelineConfig, source: str) -> None:
     losses = [("distill", cfg.distill.loss, cfg.distill.params)]
     if cfg.quantize.loss:
         losses.append(("quantize", cfg.quantize.loss, cfg.quantize.params or {}))
+    opaque = [p for p in [cfg.teacher.path, *cfg.teacher.extra] if p and Path(p).suffix.lower() in OPAQUE_TEACHERS]
     for key, loss, params in losses:
         weights = params.get("weights") if loss == "multi_teacher" else None
         if n > 1 and loss != "multi_teacher":
@@ -130,8 +131,6 @@ def check_teachers(cfg: PipelineConfig, source: str) -> None:
                 f"{source}: {key}: multi_teacher has {len(weights)} weights for {n} teacher(s); "
                 "give one per teacher, in the order teacher.path, then teacher.extra"
             )
-    opaque = [p for p in [cfg.teacher.path, *cfg.teacher.extra] if p and Path(p).suffix.lower() in OPAQUE_TEACHERS]
-    for key, loss, params in losses:
         if opaque and create_loss(loss, params).uses_teacher_features:
             kind = OPAQUE_TEACHERS[Path(opaque[0]).suffix.lower()]
             raise EdgekdError(

@@ -76,7 +76,7 @@ class Data:
         With `augment_views`, the training set has views x images items (item v * n + i is image
         i under fixed augmentation v); a shuffled loader then draws one view per epoch."""
         dataset = self.train if split == "train" else self.val
-        views = self.config.augment_views if split == "train" and self.config.augment else None
+        views = self.views if split == "train" and self.config.augment else None  # None, or V fixed views
         if views:
             dataset = AugmentedViews(dataset, views, self.config)
         if with_index:

@@ -23,6 +23,11 @@ def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     return values
 
 
+def _axis(node: onnx.NodeProto) -> int:
+    """The axis attribute of a QuantizeLinear/DequantizeLinear (ONNX's default: 1)."""
+    return next((a.i for a in node.attribute if a.name == "axis"), 1)
+
+
 def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
     """ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zero_point), per tensor or per `axis`."""
     if scale.ndim == 1:
@@ -45,9 +50,8 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> int:
     folded, keep = [], []
     for node in graph.node:
         if node.op_type == "QuantizeLinear" and len(node.input) == 3 and all(i in constants for i in node.input):
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
             x, scale, zero_point = (constants[i] for i in node.input)
-            q = quantize_linear(x, scale, zero_point, axis)
+            q = quantize_linear(x, scale, zero_point, _axis(node))
             graph.initializer.append(numpy_helper.from_array(q, node.output[0]))
             folded.append(node)
         else:
@@ -87,7 +91,7 @@ def strip_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
         if q_name in weights:
             shape = [1] * constants[q_name].ndim
             if scale.ndim == 1:
-                shape[next((a.i for a in node.attribute if a.name == "axis"), 1)] = -1
+                shape[_axis(node)] = -1
             w = (constants[q_name].astype(np.float32) - zero_point.reshape(shape)) * scale.reshape(shape)
             graph.initializer.append(numpy_helper.from_array(w.astype(np.float32), node.output[0]))
         else:
@@ -122,10 +126,10 @@ def trained_overrides(model: onnx.ModelProto) -> dict[str, list[dict]]:
             rmin, rmax = np.float32((info.min - zp) * scale), np.float32((info.max - zp) * scale)
             overrides[node.input[0]] = [{"rmin": rmin, "rmax": rmax}]
         elif node.op_type == "DequantizeLinear" and constants.get(node.input[0], np.zeros(0)).dtype == np.int8:
-            scales, axis = constants[node.input[1]], next((a.i for a in node.attribute if a.name == "axis"), 1)
+            scales = constants[node.input[1]]
             grids = [{"scale": np.float32(v), "zero_point": np.int8(0)} for v in np.atleast_1d(scales)]
             if scales.ndim == 1:
-                grids[0]["axis"] = axis
+                grids[0]["axis"] = _axis(node)
             overrides[node.output[0]] = grids
     return overrides
 
