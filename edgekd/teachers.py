@@ -15,7 +15,7 @@ from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model, num_outputs
 from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes
-from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict
+from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict, seed_torch
 
 
 class TeacherConfig(BaseModel):
@@ -184,6 +184,8 @@ def load_teachers(
 
 
 def train_teacher(cfg: TeacherConfig, data: Data, checkpoint: Path) -> tuple[nn.Module, float]:
+    seed_torch(data.config.seed)
     model = create_model(cfg.arch, len(data.classes), cfg.small_input)
-    fit(model, data.loader("train", shuffle=True), cross_entropy, cfg.train, f"teacher {cfg.arch}", checkpoint)
+    loader = data.loader("train", shuffle=True)
+    fit(model, loader, cross_entropy, cfg.train, f"teacher {cfg.arch}", checkpoint, seed=data.config.seed)
     return model, accuracy(*predict(model, data.loader("val")))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +50,12 @@ def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> torch
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
 
 
+def seed_torch(*seeds: int) -> None:
+    """Seeds torch's global generator from `seeds`. It draws weight initialisation, dropout,
+    shuffled orders and DataLoader worker seeds, so runs with the same seeds repeat."""
+    torch.manual_seed(int(np.random.SeedSequence(list(seeds)).generate_state(1)[0]))
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -67,9 +74,11 @@ def fit(
     extra: nn.Module | None = None,
     teacher: nn.Module | None = None,
     mixed_precision: bool = True,
+    seed: int = 0,
 ) -> nn.Module:
     """Trains `model` (and `extra`, e.g. a loss's adapters) in place for `cfg.epochs`,
     resuming from `checkpoint` when it exists. `teacher`: a frozen model that `loss_fn` runs.
+    Each epoch seeds torch from (`seed`, epoch): a resumed run shuffles as an unbroken one would.
 
     Runs on the training device (`edgekd.compute`; with `mixed_precision`, bf16 autocast and
     channels_last on CUDA) and leaves the models where they were (on the CPU). Under torchrun,
@@ -97,6 +106,7 @@ def fit(
         with progress() as bar:
             task = bar.add_task(name, total=cfg.epochs * len(loader), completed=start * len(loader), status="")
             for epoch in range(start, cfg.epochs):
+                seed_torch(seed, epoch)
                 if on_epoch:
                     on_epoch(epoch)
                 if hasattr(loader.sampler, "set_epoch"):  # DistributedSampler, ViewSampler

@@ -17,7 +17,7 @@ from edgekd.io import atomic_path, sha256
 from edgekd.losses import DistillLoss, StudentSpec, create_loss
 from edgekd.models import create_model
 from edgekd.progress import log
-from edgekd.train import TrainConfig, accuracy, fit, predict
+from edgekd.train import TrainConfig, accuracy, fit, predict, seed_torch
 
 
 class StudentConfig(BaseModel):
@@ -122,6 +122,7 @@ def distill(
         if not path.is_file():
             generation = f" generation {g}/{n}" if n > 1 else ""
             checkpoint = out_dir / ("distill.ckpt" if g == n else f"distill-gen{g}.ckpt")
+            seed_torch(data.config.seed, g)  # the student's initial weights; each generation its own
             _distill_one(cfg, student, data, teacher, path, checkpoint, cache, generation)
         if g < n:
             teacher = load_student(path)[0]
@@ -162,6 +163,7 @@ def _distill_one(
         on_epoch=set_epoch,
         extra=loss,
         teacher=teacher,
+        seed=data.config.seed,
     )
     loss.detach()
     val_accuracy = accuracy(*predict(model, data.loader("val")))

@@ -177,6 +177,7 @@ def quantize(
         extra=loss,
         teacher=teacher,
         mixed_precision=False,  # fake quantization in fp32: bf16 cannot hold the 8-bit grid exactly
+        seed=data.config.seed,
     )
     loss.detach()
     val_accuracy = accuracy(*predict(model, data.loader("val")))
