@@ -154,7 +154,28 @@ def for_onnxruntime(
     """
     stripped = strip_qdq(model)
     overrides = trained_overrides(model)
-    return onnxruntime_ptq(stripped, calibration, activations, per_channel, reduce_range, overrides)
+    quantized = onnxruntime_ptq(stripped, calibration, activations, per_channel, reduce_range, overrides)
+    return shapes_of_quantized(quantized)
+
+
+def shapes_of_quantized(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Points each Shape that reads a DequantizeLinear output at that DequantizeLinear's input.
+
+    A Shape has only the shape to read, and the 8-bit tensor has it too; a DequantizeLinear
+    left feeding nothing but Shapes is dropped. The TorchScript exporter computes dynamic-batch
+    reshapes (ShuffleNet's channel shuffle) from Shape, so onnxruntime's own quantizer leaves
+    a float copy of each such activation made every run: 29 in shufflenet_v2_x1_0.
+    """
+    graph = model.graph
+    dequantized = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    for node in graph.node:
+        if node.op_type == "Shape" and node.input[0] in dequantized:
+            node.input[0] = dequantized[node.input[0]]
+    read = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    unread = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in read]
+    for node in unread:
+        graph.node.remove(node)
+    return model
 
 
 def onnxruntime_ptq(

@@ -10,7 +10,15 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.qdq import _constants, fold_weight_quantizers, for_onnxruntime, quantize_linear, strip_qdq
+from edgekd.qdq import (
+    _constants,
+    fold_weight_quantizers,
+    for_onnxruntime,
+    onnxruntime_ptq,
+    quantize_linear,
+    shapes_of_quantized,
+    strip_qdq,
+)
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, _onnx, export
 from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
@@ -59,6 +67,37 @@ def test_folding_weight_quantizers_stores_int8_and_computes_the_same():
     assert "w" not in weights and weights["wq"].dtype == np.int8  # the float weights are gone
     after = ort.InferenceSession(model.SerializeToString()).run(None, {"x": x})[0]
     np.testing.assert_array_equal(after, before)
+
+
+def _dequantized_shapes(model: onnx.ModelProto) -> int:
+    dequantized = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    return sum(n.op_type == "Shape" and n.input[0] in dequantized for n in model.graph.node)
+
+
+def test_shapes_read_the_quantized_tensor_and_compute_the_same(tmp_path):
+    # a channel shuffle reshapes by a dynamic batch: the exporter reads it with Shape
+    meta = {"input_size": json.dumps([SIZE, SIZE])}
+    fp32 = _onnx(trained_like("shufflenet_v2_x0_5"), meta, ExportConfig())
+    rng = np.random.default_rng(4)
+    calibration = [rng.standard_normal((1, 3, SIZE, SIZE), dtype=np.float32) for _ in range(4)]
+    quantized = onnxruntime_ptq(fp32, calibration, "u8", True, True)
+    assert _dequantized_shapes(quantized) > 0
+    runs, float_copies = [], []
+    for step in range(2):
+        if step:
+            shapes_of_quantized(quantized)
+            onnx.checker.check_model(quantized)
+            assert _dequantized_shapes(quantized) == 0
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / f"optimized{step}.onnx")
+        runs.append(ort.InferenceSession(quantized.SerializeToString(), options, providers=["CPUExecutionProvider"]))
+        optimized = onnx.load(options.optimized_model_filepath)
+        float_copies.append(sum(n.op_type == "DequantizeLinear" for n in optimized.graph.node))
+    assert float_copies[1] < float_copies[0]  # onnxruntime no longer dequantizes for the Shapes
+    for batch in (1, 3):
+        x = rng.standard_normal((batch, 3, SIZE, SIZE), dtype=np.float32)
+        before, after = (run.run(None, {"input": x})[0] for run in runs)
+        np.testing.assert_array_equal(after, before)
 
 
 def test_onnxruntime_layout_fuses_every_conv_and_keeps_accuracy(tmp_path):
