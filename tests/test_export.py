@@ -96,6 +96,20 @@ def test_int8_export_is_integer_in_both_runtimes_and_matches_fake_quant(images, 
         assert executed["precision"] == "int8", executed  # every convolution ran in int8
 
 
+def test_int8_squeeze_excitation_convolutions_run_in_int8(tmp_path):
+    """NNCF's default keeps SE blocks in float; OpenVINO then ran 18 of mobilenet_v3_small's 52
+    convolutions in fp32."""
+    calibration = [torch.randn(8, 3, SIZE, SIZE) for _ in range(4)]
+    flavour = load_target("x86").int8
+    quantized = qdq_export_mode(insert_fake_quant(trained_like("mobilenet_v3_small"), flavour, calibration)).eval()
+    calibration = torch.cat(calibration).numpy()
+    for artifact in export(
+        ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, calibration, flavour.model_dump()
+    ):
+        executed = open_session(artifact.runtime, artifact.path, 2).executed_precision()
+        assert executed["int8_convs"] == executed["convs"] == 52, (artifact.runtime, executed)
+
+
 def test_metadata_is_embedded_in_onnx_and_openvino(tmp_path):
     artifacts = export(ExportConfig(), {"fp32": trained_like("mobilenet_v3_small")}, PREPROCESSING, tmp_path)
     props = {p.key: p.value for p in onnx.load(artifacts[0].path).metadata_props}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +87,32 @@ def _quiet_nncf() -> None:
     os.environ.setdefault("NNCF_EXTENSION_LOAD_TIMEOUT", "900")
 
 
+@contextmanager
+def _squeeze_excitation_quantized():
+    """NNCF leaves squeeze-excitation blocks in float: post-training quantization loses accuracy
+    there. QAT trains through their quantizers, and a float SE block makes OpenVINO run those
+    convolutions in fp32 while onnxruntime's integer layout quantizes them anyway, so the fake-
+    quantized model would no longer be what both runtimes compute."""
+    from nncf.common.graph.patterns.patterns import IgnoredPatternNames
+    from nncf.torch.quantization.ignored_patterns import PT_IGNORED_PATTERNS
+
+    patterns = PT_IGNORED_PATTERNS.registry_dict
+    se_block = patterns.pop(IgnoredPatternNames.SE_BLOCK, None)
+    try:
+        yield
+    finally:
+        if se_block is not None:
+            patterns[IgnoredPatternNames.SE_BLOCK] = se_block
+
+
 def insert_fake_quant(model: nn.Module, flavour: Int8Flavour, calibration: list[torch.Tensor]) -> nn.Module:
     import nncf
 
     _quiet_nncf()
-    return nncf.quantize(
-        fold_batchnorm(model), nncf.Dataset(calibration), subset_size=len(calibration), **_nncf_options(flavour)
-    )
+    with _squeeze_excitation_quantized():
+        return nncf.quantize(
+            fold_batchnorm(model), nncf.Dataset(calibration), subset_size=len(calibration), **_nncf_options(flavour)
+        )
 
 
 def _check_cuda_kernels() -> None:
