@@ -150,12 +150,77 @@ def for_onnxruntime(
     outputs) take ranges from `calibration` (batches of training images). On a CIFAR-10
     mobilenet_v2, top-1 agreement with the fake-quantized model went from 97.5% (recalibrated
     from scratch) to 98.6%, as close as OpenVINO running NNCF's own layout (98.5%). Overriding
-    activation scales and zero points directly, instead of ranges, lost accuracy.
+    activation scales and zero points directly, instead of ranges, lost accuracy. HardSwish
+    inputs, which only onnxruntime quantizes, get clipped ranges and the logits stay float: on a
+    CIFAR-10 mobilenet_v3_small agreement went from 97.3% to 97.8%.
     """
     stripped = strip_qdq(model)
     overrides = trained_overrides(model)
+    overrides |= hardswish_input_ranges(stripped, overrides, calibration)
     quantized = onnxruntime_ptq(stripped, calibration, activations, per_channel, reduce_range, overrides)
-    return shapes_of_quantized(quantized)
+    return float_outputs(shapes_of_quantized(quantized))
+
+
+def hardswish_input_ranges(model: onnx.ModelProto, overrides: dict, calibration: list[np.ndarray]) -> dict:
+    """Ranges for the HardSwish inputs QAT kept in float, which onnxruntime quantizes (it runs
+    HardSwish as HardSigmoid and an integer Mul). HardSwish is 0 below -3, and its output
+    saturates at its trained rmax (above 3 HardSwish is the identity), so the calibrated range
+    is clipped to [-3, max(rmax, 3)]: on a CIFAR-10 mobilenet_v3_small the first one's 8 bits
+    then span [-3, 10.4] instead of [-8.2, 10.9]."""
+    upper = {
+        n.input[0]: max(float(overrides[n.output[0]][0]["rmax"]), 3.0)
+        for n in model.graph.node
+        if n.op_type == "HardSwish" and n.output[0] in overrides and n.input[0] not in overrides
+    }
+    if not upper:
+        return {}
+    seen = calibrated_ranges(model, calibration)
+    return {
+        x: [{"rmin": max(seen[x][0], np.float32(-3)), "rmax": min(seen[x][1], np.float32(hi))}]
+        for x, hi in upper.items()
+    }
+
+
+def calibrated_ranges(
+    model: onnx.ModelProto, calibration: list[np.ndarray]
+) -> dict[str, tuple[np.float32, np.float32]]:
+    """{tensor: (min, max)} over the `calibration` batches, from onnxruntime's MinMax calibrator."""
+    import tempfile
+    from pathlib import Path
+
+    from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator
+
+    with tempfile.TemporaryDirectory(prefix="edgekd-ranges-") as tmp:
+        source = Path(tmp) / "float.onnx"
+        onnx.save(model, source)
+        calibrator = create_calibrator(source, None, str(Path(tmp) / "augmented.onnx"), CalibrationMethod.MinMax)
+        calibrator.collect_data(_calibration_reader(model.graph.input[0].name, calibration))
+        ranges = calibrator.compute_data()
+    return {name: tuple(np.float32(np.asarray(v).ravel()[0]) for v in ranges[name].range_value) for name in ranges.data}
+
+
+def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Removes the QuantizeLinear -> DequantizeLinear pair onnxruntime's quantizer puts on a graph
+    output (the logits of a final Gemm): the fake-quantized model's logits are float, and 8-bit
+    logits tie, so top-1 flips."""
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    for output in graph.output:
+        dq = producer.get(output.name)
+        q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        if q is None or q.op_type != "QuantizeLinear":
+            continue
+        source = producer[q.input[0]]
+        source.output[list(source.output).index(q.input[0])] = output.name
+        for node in graph.node:  # anything else reading the float tensor reads it under its new name
+            node.input[:] = [output.name if name == q.input[0] else name for name in node.input]
+        graph.node.remove(q)
+        graph.node.remove(dq)
+    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    unread = [t for t in graph.initializer if t.name not in read]  # the pairs' scales and zero points
+    for tensor in unread:
+        graph.initializer.remove(tensor)
+    return model
 
 
 def shapes_of_quantized(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -192,18 +257,8 @@ def onnxruntime_ptq(
     import tempfile
     from pathlib import Path
 
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    name = model.graph.input[0].name
-
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(calibration)
-
-        def get_next(self):
-            batch = next(self.batches, None)
-            return None if batch is None else {name: batch}
 
     with tempfile.TemporaryDirectory(prefix="edgekd-qdq-") as tmp:
         source, ready, dest = (Path(tmp) / f"{n}.onnx" for n in ("float", "ready", "int8"))
@@ -215,7 +270,7 @@ def onnxruntime_ptq(
         quantize_static(
             str(ready),
             str(dest),
-            Batches(),
+            _calibration_reader(model.graph.input[0].name, calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
             activation_type=QuantType.QUInt8 if activations == "u8" else QuantType.QInt8,
@@ -225,3 +280,18 @@ def onnxruntime_ptq(
             extra_options={"TensorQuantOverrides": {k: v for k, v in (overrides or {}).items() if k in tensors}},
         )
         return onnx.load(dest)
+
+
+def _calibration_reader(name: str, calibration: list[np.ndarray]):
+    """onnxruntime's calibration reader over `calibration`, fed to input `name`."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter(calibration)
+
+        def get_next(self):
+            batch = next(self.batches, None)
+            return None if batch is None else {name: batch}
+
+    return Batches()

@@ -12,8 +12,10 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgekd.qdq import (
     _constants,
+    float_outputs,
     fold_weight_quantizers,
     for_onnxruntime,
+    hardswish_input_ranges,
     onnxruntime_ptq,
     quantize_linear,
     shapes_of_quantized,
@@ -154,3 +156,62 @@ def test_onnxruntime_layout_keeps_the_trained_weight_grid():
         q_ours, s_ours = exported[name]
         np.testing.assert_array_equal(q_ours, q_trained)
         np.testing.assert_array_equal(s_ours, s_trained)
+
+
+def _conv_hardswish_gemm() -> onnx.ModelProto:
+    """x -> Conv -> HardSwish -> GlobalAveragePool -> Flatten -> Gemm -> logits, in float."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "w": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+        "fc": rng.standard_normal((5, 8)).astype(np.float32),
+        "fc_b": np.zeros(5, np.float32),
+    }
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["pre"], pads=[1, 1, 1, 1]),
+        helper.make_node("HardSwish", ["pre"], ["act"]),
+        helper.make_node("GlobalAveragePool", ["act"], ["pooled"]),
+        helper.make_node("Flatten", ["pooled"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 5])],
+        [numpy_helper.from_array(a, n) for n, a in inits.items()],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_hardswish_inputs_are_clipped_to_where_the_output_changes():
+    model = _conv_hardswish_gemm()
+    calibration = [np.random.default_rng(1).standard_normal((4, 3, 8, 8), dtype=np.float32) * 4 for _ in range(2)]
+    probe = onnx.ModelProto.FromString(model.SerializeToString())
+    probe.graph.output.append(helper.make_tensor_value_info("pre", TensorProto.FLOAT, None))
+    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    pre = np.concatenate([session.run(["pre"], {"x": c})[0] for c in calibration])
+    assert pre.min() < -3 and pre.max() > 5  # the calibrated range is wider than what matters
+    for trained_max, expected_max in [(5.0, 5.0), (1.0, 3.0)]:  # below 3 HardSwish still bends: keep up to 3
+        overrides = {"act": [{"rmin": np.float32(0), "rmax": np.float32(trained_max)}]}
+        (got,) = hardswish_input_ranges(model, overrides, calibration)["pre"]
+        assert got["rmin"] == np.float32(-3) and got["rmax"] == np.float32(expected_max)
+    # a range already trained stays, and a HardSwish whose output QAT left in float gets none
+    assert hardswish_input_ranges(model, {"act": [{}], "pre": [{}]}, calibration) == {}
+    assert hardswish_input_ranges(model, {}, calibration) == {}
+
+
+def test_logits_stay_float_and_compute_the_same():
+    model = _conv_hardswish_gemm()
+    calibration = [np.random.default_rng(2).standard_normal((4, 3, 8, 8), dtype=np.float32) for _ in range(2)]
+    quantized = onnxruntime_ptq(model, calibration, "u8", True, False)
+    producer = {o: n.op_type for n in quantized.graph.node for o in n.output}
+    assert producer["logits"] == "DequantizeLinear"  # onnxruntime's quantizer makes the logits 8-bit
+    floated = float_outputs(onnx.ModelProto.FromString(quantized.SerializeToString()))
+    assert {o: n.op_type for n in floated.graph.node for o in n.output}["logits"] == "Gemm"
+    x = np.random.default_rng(3).standard_normal((128, 3, 8, 8), dtype=np.float32)
+    exact, before, after = (
+        ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        for m in (model, quantized, floated)
+    )
+    assert len(np.unique(before)) <= 256 < len(np.unique(after))  # no longer on an 8-bit grid
+    assert np.abs(after - exact).mean() < np.abs(before - exact).mean()  # and nearer the float model
