@@ -8,7 +8,8 @@ data: latency does not depend on the weights) at 224x224, batch 1:
 Every figure is the median p50 over `--rounds` rounds, each round measuring every artifact
 once in a fresh process (`python -m edgekd.runtime`), so drift hits all of them alike.
 Prints per model and runtime: edgekd int8 / best PTQ (< 1: edgekd faster) and int8 / fp32, each
-the median of the per-round ratios with their range.
+the median of the per-round ratios with their range, and for onnxruntime how edgekd's optimized
+graph differs from the PTQ's (a timing within the machine's drift, on the same kernels, is parity).
 
     python benchmarks/int8_vs_ptq.py [--models mobilenet_v2 resnet18] [--target x86]
 """
@@ -105,7 +106,7 @@ def main() -> None:
             folder.mkdir()
             rows = artifacts_for(name, args.size, args.target, folder, args.calibration)
             p50s: dict[str, list[float]] = {row: [] for row in rows}
-            executed: dict[str, str] = {}
+            executed: dict[str, dict] = {}
             for _ in range(args.rounds):
                 for row, (runtime, path) in rows.items():
                     artifact = Artifact(row, "", "", runtime, str(path), 0.0, "")
@@ -113,8 +114,7 @@ def main() -> None:
                     if got["status"] != "ok":
                         sys.exit(f"{name} {row}: {got['reason']}")
                     p50s[row].append(got["p50_ms"])
-                    e = got["executed"]
-                    executed[row] = f"{e.get('precision')} ({e.get('int8_convs')}/{e.get('convs')} int8 convs)"
+                    executed[row] = got["executed"]
             results[name] = {
                 row: {"p50_ms": statistics.median(v), "all": v, "executed": executed[row]} for row, v in p50s.items()
             }
@@ -127,7 +127,8 @@ def main() -> None:
 def print_model(name: str, rows: dict, args) -> None:
     print(f"\n{name} {args.size}x{args.size}, {args.threads} threads, batch 1 (median p50 of {args.rounds} rounds)")
     for row, r in rows.items():
-        print(f"  {row:16s} {r['p50_ms']:8.3f} ms   {r['executed']}")
+        e = r["executed"]
+        print(f"  {row:16s} {r['p50_ms']:8.3f} ms   {e['precision']} ({e['int8_convs']}/{e['convs']} int8 convs)")
 
 
 def paired_ratios(rows: dict, ours: str, other: str) -> str:
@@ -139,8 +140,9 @@ def paired_ratios(rows: dict, ours: str, other: str) -> str:
 
 def print_summary(results: dict) -> None:
     print("\nedgekd / X: median of the per-round ratios (their range); < 1: edgekd's int8 is faster")
-    print("| model | runtime | fp32 ms | best PTQ | PTQ ms | edgekd int8 ms | edgekd / PTQ | edgekd / fp32 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("kernels: onnxruntime's optimized graph of edgekd's int8 against the PTQ's (its node types and counts)")
+    print("| model | runtime | fp32 ms | best PTQ | PTQ ms | edgekd int8 ms | edgekd / PTQ | edgekd / fp32 | kernels |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rows in results.items():
         ms = {row: r["p50_ms"] for row, r in rows.items()}
         best = min(ORT_PTQ, key=ms.__getitem__)
@@ -148,8 +150,19 @@ def print_summary(results: dict) -> None:
         for runtime, fp32, ptq, ours in sides:
             print(
                 f"| {name} | {runtime} | {ms[fp32]:.3f} | {ptq} | {ms[ptq]:.3f} | {ms[ours]:.3f} "
-                f"| {paired_ratios(rows, ours, ptq)} | {paired_ratios(rows, ours, fp32)} |"
+                f"| {paired_ratios(rows, ours, ptq)} | {paired_ratios(rows, ours, fp32)} "
+                f"| {same_kernels(rows, ours, ptq)} |"
             )
+
+
+def same_kernels(rows: dict, ours: str, other: str) -> str:
+    a, b = (rows[row]["executed"].get("optimized_ops") for row in (ours, other))
+    if a is None or b is None:
+        return "-"  # OpenVINO: the convolutions' precision is in the rows above
+    if a == b:
+        return "same"
+    diff = {op: (a.get(op, 0), b.get(op, 0)) for op in sorted(a.keys() | b.keys()) if a.get(op, 0) != b.get(op, 0)}
+    return ", ".join(f"{op} {x} vs {y}" for op, (x, y) in diff.items())
 
 
 if __name__ == "__main__":
