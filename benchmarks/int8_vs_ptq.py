@@ -8,8 +8,8 @@ data: latency does not depend on the weights) at 224x224, batch 1:
 Every figure is the median p50 over `--rounds` rounds, each round measuring every artifact
 once in a fresh process (`python -m edgekd.runtime`), so drift hits all of them alike.
 Prints per model and runtime: edgekd int8 / best PTQ (< 1: edgekd faster) and int8 / fp32, each
-the median of the per-round ratios with their range, and for onnxruntime how edgekd's optimized
-graph differs from the PTQ's (a timing within the machine's drift, on the same kernels, is parity).
+the median of the per-round ratios with their range, and how the runtime's graph of edgekd's int8
+differs from the PTQ's (a timing within the machine's drift, on the same kernels, is parity).
 
     python benchmarks/int8_vs_ptq.py [--models mobilenet_v2 resnet18] [--target x86]
 """
@@ -140,7 +140,8 @@ def paired_ratios(rows: dict, ours: str, other: str) -> str:
 
 def print_summary(results: dict) -> None:
     print("\nedgekd / X: median of the per-round ratios (their range); < 1: edgekd's int8 is faster")
-    print("kernels: onnxruntime's optimized graph of edgekd's int8 against the PTQ's (its node types and counts)")
+    print("kernels: the runtime's graph of edgekd's int8 against the PTQ's (onnxruntime's optimized nodes;")
+    print("OpenVINO's runtime layers with their precision), where they differ: edgekd's count vs the PTQ's")
     print("| model | runtime | fp32 ms | best PTQ | PTQ ms | edgekd int8 ms | edgekd / PTQ | edgekd / fp32 | kernels |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, rows in results.items():
@@ -156,9 +157,7 @@ def print_summary(results: dict) -> None:
 
 
 def same_kernels(rows: dict, ours: str, other: str) -> str:
-    a, b = (rows[row]["executed"].get("optimized_ops") for row in (ours, other))
-    if a is None or b is None:
-        return "-"  # OpenVINO: the convolutions' precision is in the rows above
+    a, b = (rows[row]["executed"]["optimized_ops"] for row in (ours, other))
     if a == b:
         return "same"
     diff = {op: (a.get(op, 0), b.get(op, 0)) for op in sorted(a.keys() | b.keys()) if a.get(op, 0) != b.get(op, 0)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
 from edgekd.runtime.base import Session, register, summarize_convs
@@ -38,12 +40,17 @@ class OvSession(Session):
         return [int(d) for d in self.compiled.inputs[0].shape]
 
     def executed_precision(self) -> dict:
-        kinds = []
+        """Each convolution's runtime precision, and the runtime graph's layers as "type precision"
+        counts (constants left out), so two artifacts can be compared kernel for kernel."""
+        kinds, layers = [], Counter()
         for op in self.compiled.get_runtime_model().get_ordered_ops():
             info = op.get_rt_info()
-            if info["layerType"].astype(str) == "Convolution":
-                kinds.append("int8" if info["runtimePrecision"].astype(str) in ("u8", "i8") else "fp32")
-        return summarize_convs(kinds)
+            layer, precision = info["layerType"].astype(str), info["runtimePrecision"].astype(str)
+            if layer == "Convolution":
+                kinds.append("int8" if precision in ("u8", "i8") else "fp32")
+            if layer != "Const":
+                layers[f"{layer} {precision}"] += 1
+        return summarize_convs(kinds) | {"optimized_ops": dict(layers.most_common())}
 
 
 register("openvino", _version)(OvSession)
