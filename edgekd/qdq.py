@@ -28,6 +28,11 @@ def _axis(node: onnx.NodeProto) -> int:
     return next((a.i for a in node.attribute if a.name == "axis"), 1)
 
 
+def _read_names(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor a node or the graph's output reads."""
+    return {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+
+
 def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray, axis: int) -> np.ndarray:
     """ONNX QuantizeLinear: saturate(round_half_even(x / scale) + zero_point), per tensor or per `axis`."""
     if scale.ndim == 1:
@@ -216,7 +221,7 @@ def float_outputs(model: onnx.ModelProto) -> onnx.ModelProto:
             node.input[:] = [output.name if name == q.input[0] else name for name in node.input]
         graph.node.remove(q)
         graph.node.remove(dq)
-    read = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    read = _read_names(graph)
     unread = [t for t in graph.initializer if t.name not in read]  # the pairs' scales and zero points
     for tensor in unread:
         graph.initializer.remove(tensor)
@@ -236,7 +241,7 @@ def shapes_of_quantized(model: onnx.ModelProto) -> onnx.ModelProto:
     for node in graph.node:
         if node.op_type == "Shape" and node.input[0] in dequantized:
             node.input[0] = dequantized[node.input[0]]
-    read = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
+    read = _read_names(graph)
     unread = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in read]
     for node in unread:
         graph.node.remove(node)
