@@ -25,6 +25,15 @@ def _cpu() -> tuple[str, set[str]]:
     return model, flags
 
 
+def cpu_name() -> str:
+    """The CPU in words, with the int8 instructions that decide its kernels' arithmetic."""
+    model, flags = _cpu()
+    if platform.machine() != "x86_64":
+        return model
+    vector = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return f"{model}: {vector}, {'VNNI' if flags & {'avx512_vnni', 'avx_vnni'} else 'no VNNI'}"
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)

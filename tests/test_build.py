@@ -42,10 +42,10 @@ def test_report_json_has_every_artifact_verified_and_measured_on_host(built):
         check = artifact["verification"]
         assert check["passed"]
         assert (out / "artifacts").exists() and artifact["size_mb"] > 0
-        # for ARM, an int8 ONNX is checked by its QDQ semantics; every other artifact by its own run here
-        qdq = artifact["name"] == "onnx-int8"
-        assert check["checked_by"].startswith("qdq-reference") == qdq, (artifact["name"], check["checked_by"])
-        assert qdq or (check["accuracy"], check["agreement"]) == (check["host_accuracy"], check["host_agreement"])
+        # ARM's figures come from ARM's kernels under qemu (CI installs it), never from this host's
+        assert check["method"] == "emulated", (artifact["name"], check["checked_by"])
+        assert "aarch64 kernels under qemu" in check["checked_by"] and check["images"] > 0
+        assert check["accuracy"] is not None and check["agreement"] >= check["min_agreement"]
     host, arm = report["tables"]
     assert host["target"] == "host" and host["measured"]
     for row in host["rows"]:
@@ -54,10 +54,11 @@ def test_report_json_has_every_artifact_verified_and_measured_on_host(built):
         assert row["fps"] > 0 and row["peak_rss_mb"] > 0 and row["first_ms"] > 0
     int8_rows = [r for r in host["rows"] if r["precision"] == "int8"]
     assert all(r["executed"].startswith(("int8", "mixed")) for r in int8_rows), int8_rows
-    # ARM cannot run on this x86 host: shown as not run, with the reason, never as results
+    # ARM latency cannot be measured on this x86 host: not run, with the reason; its numerics are ARM's
     assert arm["target"] == "arm" and not arm["measured"]
     for row in arm["rows"]:
         assert row["status"] == "not run" and "aarch64" in row["reason"] and "p50_ms" not in row
+        assert row["accuracy"] is not None and row["numerics"].startswith("emulated"), row
 
 
 def test_report_md_has_a_table_per_target_and_the_environment(built):

@@ -22,6 +22,7 @@ COLUMNS = [
     ("Size MB", "size_mb", "{:.2f}"),
     ("Accuracy", "accuracy", "{:.2%}"),
     ("Agreement", "agreement", "{:.2%}"),
+    ("Numerics from", "numerics", "{}"),
     ("p50 ms", "p50_ms", "{:.3f}"),
     ("p90 ms", "p90_ms", "{:.3f}"),
     ("p99 ms", "p99_ms", "{:.3f}"),
@@ -34,7 +35,21 @@ COLUMNS = [
 
 
 # the console shows the issue's short table; report.md has every column
-CONSOLE_COLUMNS = ["Artifact", "Precision", "Runtime", "Status", "Size MB", "Accuracy", "p50 ms", "FPS", "Measured"]
+CONSOLE_COLUMNS = [
+    "Artifact", "Precision", "Runtime", "Status", "Size MB", "Accuracy", "Agreement", "Numerics from", "p50 ms", "FPS",
+    "Measured",
+]  # fmt: skip
+NUMERICS = {"runtime": "this host", "emulated": "emulated", "reference": "reference"}
+
+
+def _numerics(check: dict, on_host: bool) -> str | None:
+    """How a row's accuracy and agreement were obtained, in a few words."""
+    if on_host or not check:
+        return "this host" if check else None
+    if check.get("method") == "not verified":
+        return "not verified"
+    label = NUMERICS.get(check.get("method"), check.get("method"))
+    return f"{label} ({check['images']} images)" if check.get("images") else label
 
 
 def table_rows(artifacts: list[dict], bench_rows: list[dict], on_host: bool) -> list[dict]:
@@ -59,6 +74,9 @@ def table_rows(artifacts: list[dict], bench_rows: list[dict], on_host: bool) -> 
                 "size_mb": art["size_mb"],
                 "accuracy": check.get(f"{prefix}accuracy"),
                 "agreement": check.get(f"{prefix}agreement"),
+                "numerics": _numerics(check, on_host),
+                "checked_by": None if on_host else check.get("checked_by"),
+                "verify_note": None if on_host else check.get("note"),
                 **{k: v for k, v in bench.items() if k not in ("artifact", "executed")},
                 # False for a cost model's estimate; None when nothing ran
                 "measured": bench.get("measured", True) if bench["status"] == "ok" else None,
@@ -146,6 +164,8 @@ def facts_notes(table: dict) -> list[str]:
     """Why rows did not run, and where estimates come from."""
     rows = table["rows"]
     notes = [f"Not run: {reason}" for reason in sorted({r["reason"] for r in rows if r.get("reason")})]
+    notes += [f"{r['artifact']}: accuracy and agreement from {r['checked_by']}" for r in rows if r.get("checked_by")]
+    notes += [f"Host only: {r['verify_note']}" for r in rows if r.get("verify_note")]
     estimated = sorted({r["estimated_by"] for r in rows if r.get("estimated_by")})
     notes += [f"ESTIMATED, not measured: p50 and FPS from the {source} (docs/cost-model.md)" for source in estimated]
     return notes
