@@ -152,15 +152,15 @@ def arm_logits(
         argv += [str(folder / "jobs.json"), str(folder / "images.npy")]
         with progress() as bar:
             task = bar.add_task("verify on ARM kernels (qemu)", total=len(jobs), status="")
-            errors = open(folder / "stderr.txt", "w+")  # a file, so a chatty runtime cannot fill a pipe
-            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
-            for line in child.stdout:
-                if line.startswith("done "):
-                    bar.advance(task)
-            errors.seek(0)
-            error = errors.read()
-            errors.close()
-            if child.wait() != 0:
+            with open(folder / "stderr.txt", "w+") as errors:  # a file: a chatty runtime cannot fill a pipe
+                child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+                for line in child.stdout:
+                    if line.startswith("done "):
+                        bar.advance(task)
+                failed = child.wait() != 0
+                errors.seek(0)
+                error = errors.read()
+            if failed:
                 last = (error.strip().splitlines() or ["no output"])[-1]
                 raise EdgekdError(f"running artifacts under ARM emulation failed: {last}")
         return [np.load(out) for out in outputs]
