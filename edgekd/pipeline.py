@@ -26,12 +26,12 @@ from edgekd.errors import EdgekdError
 from edgekd.io import check_writable, sha256
 from edgekd.progress import log
 from edgekd.remote import parse_device
-from edgekd.stages.bench import bench
+from edgekd.stages.bench import bench, board_estimates
 from edgekd.stages.distill import distill, load_student
 from edgekd.stages.export import export
 from edgekd.stages.quantize import load_quantized, quantize
 from edgekd.stages.report import table_rows, write_report
-from edgekd.stages.verify import verify
+from edgekd.stages.verify import check_emulation, verify
 from edgekd.targets import Target, host_target, load_target
 from edgekd.teachers import load_teacher, load_teachers, teacher_files, train_teacher
 from edgekd.train import accuracy, predict
@@ -115,6 +115,8 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
 def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, device: str | None) -> dict:
     target = load_target(target_name)
     ssh_device = parse_device(device) if device else None
+    if ssh_device is None:
+        check_emulation(cfg.verify, target)
     if ssh_device:
         ssh_device.check()
     out = Path(out)
@@ -186,6 +188,8 @@ def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, devic
                 "threads": cfg.bench.threads or each.threads,
                 "int8": each.int8.model_dump(),
                 "rows": rows,
+                # a target with no board here (arm): each named board's estimate, labelled as such
+                "estimates": [] if on_device else board_estimates(artifacts, each),
             }
         )
     facts = {

@@ -3,15 +3,19 @@ say so everywhere (row, JSON, table, plot label), never passing for measurements
 
 from __future__ import annotations
 
+import math
+import re
+
 import numpy as np
 import onnx
 import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.costmodel import CostModel, estimate_ms, layers
-from edgekd.stages.bench import BenchConfig, bench
+from edgekd.costmodel import RUNTIME_RATIOS, CostModel, estimate, layers, ncnn_ms, why_not_estimated
+from edgekd.stages.bench import BenchConfig, bench, board_estimates
 from edgekd.stages.export import ExportConfig, export
+from edgekd.stages.report import cell
 from edgekd.targets import load_target
 from tests.test_export import PREPROCESSING, trained_like
 
@@ -49,18 +53,38 @@ def test_flops_bytes_and_kinds_are_counted_from_the_graph(tmp_path):
     assert int8.int8 and int8.bytes == dense.bytes / 4
 
 
-def test_estimate_is_the_roofline_sum(tmp_path):
+def test_estimate_is_ncnns_sum_times_the_runtimes_published_ratio(tmp_path):
     (layer,) = layers(conv_graph(tmp_path / "dense.onnx", 1, 4, quantized=False))
     board = CostModel(
+        board="Test Board",
         conv_gflops=1.0,
         depthwise_gflops=1.0,
         bandwidth_gbs=1e6,
         overhead_us=10.0,
         threads=4,
+        loo_error=0.3,
         source="test",
         calibration="test",
     )
-    assert estimate_ms([layer], board) == pytest.approx(layer.flops / 1e9 * 1000 + 0.010)
+    ncnn = layer.flops / 1e9 * 1000 + layer.bytes / 1e15 * 1000 + 0.010
+    assert ncnn_ms([layer], board) == pytest.approx(ncnn)
+    guess = estimate([layer], board, "onnxruntime")
+    # the median of the 14 published Raspberry Pi 5 pairs; the band adds the fit's and the ratio's errors
+    assert RUNTIME_RATIOS["onnxruntime"].ratio == pytest.approx((1.97 + 2.09) / 2)
+    assert guess.p50_ms == pytest.approx(ncnn * RUNTIME_RATIOS["onnxruntime"].ratio)
+    assert guess.band == pytest.approx(math.hypot(0.3, RUNTIME_RATIOS["onnxruntime"].spread))
+    assert re.fullmatch(r"\d+\.\d ms ±\d+% \(estimated, Test Board\)", guess.label())
+    # one published pair has no spread of its own: it borrows onnxruntime's, never a zero band
+    assert RUNTIME_RATIOS["openvino"].spread is None
+    assert estimate([layer], board, "openvino").band == pytest.approx(guess.band)
+
+
+def test_int8_graphs_are_not_estimated(tmp_path):
+    graph = layers(conv_graph(tmp_path / "q.onnx", 1, 4, quantized=True))
+    assert "int8: no published" in why_not_estimated(graph, "onnxruntime")
+    fp32 = layers(conv_graph(tmp_path / "f.onnx", 1, 4, quantized=False))
+    assert why_not_estimated(fp32, "onnxruntime") is None
+    assert "no published" in why_not_estimated(fp32, "tflite")
 
 
 @pytest.fixture(scope="module")
@@ -74,9 +98,20 @@ def artifacts(tmp_path_factory):
 @pytest.mark.parametrize("board", ["rpi4", "rpi5", "jetson-orin-cpu"])
 def test_board_rows_are_estimated_and_labelled(board, artifacts):
     target = load_target(board)
-    assert target.cost_model.source and "%" in target.cost_model.calibration
-    onnx_row, openvino_row = bench(BenchConfig(), artifacts, target)
-    assert onnx_row["status"] == "ok" and onnx_row["measured"] is False
-    assert onnx_row["p50_ms"] > 0 and "cost model" in onnx_row["estimated_by"]
-    assert not {"p90_ms", "p99_ms", "peak_rss_mb"} & set(onnx_row)  # nothing claimed beyond the estimate
-    assert openvino_row["status"] == "not run"
+    model = target.cost_model
+    assert "ncnn" in model.source and "leave-one-out" in model.calibration and 0 < model.loo_error < 1
+    rows = bench(BenchConfig(), artifacts, target)
+    assert [r["runtime"] for r in rows] == ["onnxruntime", "openvino"]  # the IR: estimated from its ONNX twin
+    for row in rows:
+        assert row["status"] == "ok" and row["measured"] is False
+        assert row["p50_ms"] > 0 and "ncnn" in row["estimated_by"] and "published pair" in row["scaled_by"]
+        assert row["estimate"].endswith(f"(estimated, {model.board})") and "±" in row["estimate"]
+        assert not {"p90_ms", "p99_ms", "peak_rss_mb"} & set(row)  # nothing claimed beyond the estimate
+        assert cell(row, "p50_ms", "{:.3f}") == row["estimate"]  # never a bare number in a table
+
+
+def test_arm_gets_every_named_boards_estimates(artifacts):
+    boards = board_estimates(artifacts, load_target("arm"))
+    assert [b["target"] for b in boards] == ["jetson-orin-cpu", "rpi4", "rpi5"]
+    assert all(r["status"] == "ok" for b in boards for r in b["rows"])
+    assert board_estimates(artifacts, load_target("rpi5")) == []  # a board's own table carries its estimate

@@ -16,14 +16,21 @@ import sys
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd import remote
-from edgekd.costmodel import estimate_ms, layers
+from edgekd.costmodel import (
+    RUNTIME_RATIOS,
+    CostModel,
+    estimate,
+    layers,
+    outside_calibration,
+    why_not_estimated,
+)
 from edgekd.errors import EdgekdError
 from edgekd.progress import progress
 from edgekd.remote import SshDevice
 from edgekd.runtime import runtime_version
 from edgekd.stages.bench_gpu import bench_gpu
 from edgekd.stages.export import Artifact
-from edgekd.targets import Target
+from edgekd.targets import Target, load_target, target_names
 
 
 class BenchConfig(BaseModel):
@@ -94,21 +101,55 @@ def _bench_on_device(cfg: BenchConfig, artifacts: list[Artifact], target: Target
     return rows
 
 
-def _estimate(artifacts: list[Artifact], target: Target) -> list[dict]:
-    """A board's rows from its cost model: p50 and FPS estimated, nothing else claimed."""
-    board = target.cost_model
+def _graph_of(artifact: Artifact, artifacts: list[Artifact]) -> str | None:
+    """The ONNX graph an artifact runs: its own, or the ONNX file of the same network and
+    precision (an OpenVINO IR is converted from the same model)."""
+    if artifact.format == "onnx":
+        return artifact.path
+    twin = next((a for a in artifacts if a.format == "onnx" and a.precision == artifact.precision), None)
+    return twin.path if twin else None
+
+
+def estimate_on(artifacts: list[Artifact], board: CostModel) -> list[dict]:
+    """One board's rows from its cost model: p50 and FPS estimated with their error band,
+    nothing else claimed; an artifact the model cannot estimate says why."""
     rows = []
     for artifact in artifacts:
-        if artifact.format != "onnx":
-            rows.append(_not_run(artifact, "the cost model estimates ONNX graphs only (see the onnx rows)"))
+        path = _graph_of(artifact, artifacts)
+        if path is None:
+            rows.append(_not_run(artifact, "the cost model reads ONNX graphs: add onnx to [export] formats"))
             continue
-        p50 = estimate_ms(layers(artifact.path), board)
+        graph = layers(path)
+        reason = why_not_estimated(graph, artifact.runtime)
+        if reason:
+            rows.append(_not_run(artifact, reason))
+            continue
+        guess = estimate(graph, board, artifact.runtime)
+        ratio = RUNTIME_RATIOS[artifact.runtime]
         rows.append(
-            {"artifact": artifact.name, "runtime": "cost model", "status": "ok", "measured": False}
-            | {"p50_ms": round(p50, 3), "fps": round(1000 / p50, 1), "threads": board.threads, "batch": 1}
-            | {"estimated_by": f"cost model ({board.calibration}); source: {board.source}"}
+            {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
+            | {"p50_ms": round(guess.p50_ms, 3), "fps": round(1000 / guess.p50_ms, 1), "band": round(guess.band, 3)}
+            | {"estimate": guess.label(), "board": board.board, "threads": board.threads, "batch": 1}
+            | {
+                "estimated_by": f"ncnn's fp32 latency on {board.board}, a cost model fitted to {board.source}: "
+                f"{board.calibration}",
+                "scaled_by": f"{artifact.runtime}'s latency = {ratio.ratio:.2f}x ncnn's, the median of "
+                f"{len(ratio.pairs)} published pair(s) on {ratio.board} ({ratio.source})",
+                "extrapolated": outside_calibration(path),
+            }
         )
     return rows
+
+
+def board_estimates(artifacts: list[Artifact], target: Target) -> list[dict]:
+    """For a target without a cost model of its own (`arm`): every board profile of its
+    architecture that has one, each with its estimated rows."""
+    if target.cost_model is not None or target.runs_on_host():
+        return []
+    boards = [t for t in map(load_target, target_names()) if t.arch == target.arch and t.cost_model]
+    return [
+        {"target": b.name, "board": b.cost_model.board, "rows": estimate_on(artifacts, b.cost_model)} for b in boards
+    ]
 
 
 def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice | None = None) -> list[dict]:
@@ -117,7 +158,7 @@ def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: S
     if device is not None:
         return _bench_on_device(cfg, artifacts, target, device)
     if target.cost_model is not None and not target.runs_on_host():
-        return _estimate(artifacts, target)
+        return estimate_on(artifacts, target.cost_model)
     threads = cfg.threads or target.threads
     if target.arch == "cuda":
 

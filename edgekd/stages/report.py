@@ -138,6 +138,8 @@ def cell(row: dict, key: str, fmt: str) -> str:
     value = row.get(key)
     if key == "measured" and value is not None:
         return "measured" if value else "estimated"
+    if row.get("estimate") and key in ("p50_ms", "fps"):  # an estimate never shows as a bare number
+        return row["estimate"] if key == "p50_ms" else f"~{value:.0f} (estimated)"
     return "—" if value is None else fmt.format(value)
 
 
@@ -166,9 +168,7 @@ def facts_notes(table: dict) -> list[str]:
     notes = [f"Not run: {reason}" for reason in sorted({r["reason"] for r in rows if r.get("reason")})]
     notes += [f"{r['artifact']}: accuracy and agreement from {r['checked_by']}" for r in rows if r.get("checked_by")]
     notes += [f"Host only: {r['verify_note']}" for r in rows if r.get("verify_note")]
-    estimated = sorted({r["estimated_by"] for r in rows if r.get("estimated_by")})
-    notes += [f"ESTIMATED, not measured: p50 and FPS from the {source} (docs/cost-model.md)" for source in estimated]
-    return notes
+    return notes + _estimate_sources(rows)
 
 
 def heading(table: dict) -> str:
@@ -182,9 +182,59 @@ def heading(table: dict) -> str:
     return f"{table['target']}: {table['description']} ({state}, {table['threads']} threads, batch 1)"
 
 
+def estimate_grid(table: dict) -> tuple[list[str], list[list[str]]]:
+    """The boards' estimates beside each other: a header and one row of cells per artifact."""
+    boards = table.get("estimates") or []
+    header = ["Artifact", *(f"{b['board']} p50" for b in boards)]
+    grid = []
+    for i, row in enumerate(table["rows"]):
+        cells = [b["rows"][i].get("estimate") or "not estimated" for b in boards]
+        grid.append([row["artifact"], *cells])
+    return header, grid
+
+
+def estimate_notes(table: dict) -> list[str]:
+    rows = [r for b in table.get("estimates") or [] for r in b["rows"]]
+    notes = [f"Not estimated: {reason}" for reason in sorted({r["reason"] for r in rows if r.get("reason")})]
+    return notes + _estimate_sources(rows)
+
+
+def _estimate_sources(rows: list[dict]) -> list[str]:
+    """Where estimated rows come from, each fact once."""
+    notes = []
+    for key, prefix in (("estimated_by", "ESTIMATED, not measured: "), ("scaled_by", ""), ("extrapolated", "")):
+        for fact in dict.fromkeys(r[key] for r in rows if r.get(key)):
+            notes.append(f"{prefix}{fact}")
+    return notes + (["How: docs/cost-model.md"] if notes else [])
+
+
+def recommend_from_estimates(table: dict) -> dict[str, str]:
+    """Per board, the artifact `recommend` picks from this target's accuracy and the board's
+    estimated p50 (no board measured; an artifact without an estimate is not ranked)."""
+    chosen = {}
+    for board in table.get("estimates") or []:
+        rows = [
+            row | {"status": "ok", "p50_ms": guess["p50_ms"], "measured": False}
+            for row, guess in zip(table["rows"], board["rows"])
+            if guess["status"] == "ok"
+        ]
+        choice, _ = recommend(rows)
+        if choice:
+            chosen[board["board"]] = choice
+    return chosen
+
+
 def recommendation(table: dict) -> str | None:
     if not table.get("recommended"):
         return None
+    by_board = table.get("recommended_by_board")
+    if by_board:
+        boards = [b for b, choice in by_board.items() if choice == table["recommended"]]
+        others = "; ".join(f"{c} on {b}" for b, c in by_board.items() if c != table["recommended"])
+        return (
+            f"{table['recommended']} (fastest by ESTIMATED p50 on {', '.join(boards)} within 1 point of the best "
+            f"accuracy on this target; artifacts without an estimate not ranked)" + (f"; {others}" if others else "")
+        )
     row = next(r for r in table["rows"] if row_name(r) == table["recommended"])
     basis = "estimated" if row.get("measured") is False else "measured"
     return f"{table['recommended']} (fastest by {basis} p50 within 1 point of the best accuracy)"
@@ -201,6 +251,12 @@ def markdown(report: dict) -> str:
             lines.append("| " + " | ".join(cell(row, key, fmt) for _, key, fmt in COLUMNS) + " |")
         lines.append("")
         lines += [f"- {note}" for note in facts_notes(table)]
+        if table.get("estimates"):
+            header, grid = estimate_grid(table)
+            lines += ["", "Latency on ARM boards, ESTIMATED (no board measured; band: docs/cost-model.md):", ""]
+            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(cells) + " |" for cells in grid] + [""]
+            lines += [f"- {note}" for note in estimate_notes(table)]
         if table["recommended"]:
             lines.append(f"- **Recommended: {recommendation(table)}**")
         if table.get("pareto"):
@@ -285,6 +341,11 @@ def write_report(facts: dict, out_dir: Path) -> dict:
 
     for table in report["tables"]:
         table["recommended"], table["notes"] = recommend(table["rows"])
+        if table["recommended"] is None and table.get("estimates"):
+            by_board = recommend_from_estimates(table)
+            choices = list(by_board.values())
+            table["recommended_by_board"] = by_board
+            table["recommended"] = max(choices, key=choices.count) if choices else None
         table["pareto"] = pareto(table["rows"])
         image = plot(table, out_dir / f"latency_accuracy_{table['target']}.png")
         table["plot"] = str(image) if image else None

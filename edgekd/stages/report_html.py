@@ -7,7 +7,17 @@ import base64
 from html import escape
 from pathlib import Path
 
-from edgekd.stages.report import COLUMNS, cell, facts_notes, heading, recommendation, row_name, summary
+from edgekd.stages.report import (
+    COLUMNS,
+    cell,
+    estimate_grid,
+    estimate_notes,
+    facts_notes,
+    heading,
+    recommendation,
+    row_name,
+    summary,
+)
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 80em; }
@@ -36,6 +46,13 @@ def _table(table: dict) -> str:
     return f'<table class="results"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _grid(header: list[str], grid: list[list[str]], caption: str) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>" for cells in grid)
+    caption = f"<caption>{escape(caption)}</caption>"
+    return f'<table class="results estimated">{caption}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 def _plot(path: str | None, target: str) -> str:
     if not path or not Path(path).is_file():
         return ""
@@ -54,6 +71,10 @@ def render(report: dict) -> str:
         parts.append(f"<h2 id='target-{escape(table['target'])}'>{escape(heading(table))}</h2>")
         parts.append(_table(table))
         items = facts_notes(table)
+        if table.get("estimates"):
+            header, grid = estimate_grid(table)
+            parts.append(_grid(header, grid, "Latency on ARM boards, ESTIMATED (no board measured)"))
+            items += estimate_notes(table)
         if table.get("recommended"):
             items.append(f"Recommended: {recommendation(table)}")
         if table.get("pareto"):

@@ -80,6 +80,13 @@ def _run(session, images: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(images[i : i + 256]) for i in range(0, len(images), 256)])
 
 
+def check_emulation(cfg: VerifyConfig, target: Target) -> None:
+    """Before any training: `arm_emulation = true` for an ARM target this host cannot run
+    stops the run at once when qemu is missing, not after the model is trained."""
+    if target.arch == "aarch64" and not target.runs_on_host():
+        emulation.unavailable(cfg.arm_emulation)
+
+
 def _emulated(cfg: VerifyConfig, artifacts: list[Artifact], images: np.ndarray, target: Target):
     """Logits per artifact name from the target's kernels under emulation, and why not for the rest."""
     if target.arch != "aarch64":
