@@ -167,7 +167,8 @@ def bench(
     config: Optional[Path] = ConfigOpt,
     device: Optional[str] = DeviceOpt,
 ):
-    """Benchmark exported artifacts on a target (latency, throughput, memory)."""
+    """Benchmark exported artifacts on a target (latency, throughput, memory); exit status 1
+    when any of them fails to run."""
     from edgekd.config import load_config
     from edgekd.io import sha256, size_mb
     from edgekd.remote import parse_device
@@ -182,8 +183,16 @@ def bench(
         name = f"{fmt}-{precision}:{path.stem}"
         items.append(Artifact(name, fmt, precision, runtime, str(path), round(size_mb(path), 3), sha256(path)))
     ssh_device = parse_device(device) if device else None
-    for row in run_bench(load_config(config).bench, items, _target(target), ssh_device):
+    rows = run_bench(load_config(config).bench, items, _target(target), ssh_device)
+    for row in rows:
         typer.echo(" ".join(f"{k}={v}" for k, v in row.items() if k != "executed"))
+    # a broken artifact is a failed command, not a row to overlook: scripts test the exit status
+    paths = {item.name: item.path for item in items}
+    failed = {paths[row["artifact"]]: row["reason"] for row in rows if row["status"] == "failed"}
+    if failed:
+        reasons = "; ".join(f"{path}: {reason}" for path, reason in failed.items())
+        typer.echo(f"error: {len(failed)} of {len(items)} artifacts failed to benchmark: {reasons}", err=True)
+        raise typer.Exit(1)
 
 
 @app.command()

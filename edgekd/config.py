@@ -37,9 +37,9 @@ class PipelineConfig(BaseModel):
     compute: ComputeConfig = ComputeConfig()
 
 
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The config class that holds the key at `loc`, for suggestions."""
-    model: Any = PipelineConfig
+def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
+    """The config class under `root` that holds the key at `loc`, for suggestions."""
+    model: Any = root
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(model, type) else None
         if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
@@ -48,11 +48,15 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def explain(error: ValidationError, source: str) -> EdgekdError:
-    err = error.errors()[0]
+def explain(error: ValidationError, source: str, root: type[BaseModel] = PipelineConfig) -> EdgekdError:
+    """One line for a TOML file validated as `root` (the pipeline config, a target profile...),
+    with "did you mean" for an unknown key."""
+    errors = error.errors()
+    # a misspelt key also leaves its required key missing: the unknown key is the one to name
+    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     key = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        holder = _model_at(tuple(err["loc"]))
+        holder = _model_at(tuple(err["loc"]), root)
         valid = list(holder.model_fields) if holder else []
         hint = did_you_mean(str(err["loc"][-1]), valid) or (f"; valid keys: {', '.join(valid)}" if valid else "")
         return EdgekdError(f"{source}: unknown key '{key}'{hint}")
@@ -104,6 +108,18 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
     if unknown:
         raise EdgekdError(f"{source}: export.formats: unknown {unknown}; choose from {', '.join(FORMATS)}")
     check_teachers(cfg, source)
+    check_training(cfg, source)
+
+
+def check_training(cfg: PipelineConfig, source: str) -> None:
+    """Settings that would ship a model nobody trained, refused before any work."""
+    if cfg.distill.train.epochs == 0:
+        raise EdgekdError(f"{source}: distill.train.epochs = 0 would ship an untrained student; set it to 1 or more")
+    if cfg.teacher.train.epochs == 0 and not cfg.teacher.path:
+        raise EdgekdError(
+            f"{source}: teacher.train.epochs = 0 would distill from an untrained teacher; set it to 1 or more, "
+            "or pass --teacher FILE"
+        )
 
 
 def check_teachers(cfg: PipelineConfig, source: str) -> None:

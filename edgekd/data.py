@@ -7,7 +7,6 @@ by the rule in `edgekd.images`; apps feed RGB.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -18,11 +17,14 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
-from torchvision import datasets, transforms
+from torchvision import transforms
 
 from edgekd import distributed
+from edgekd.datafiles import ClassFiles, shown
 from edgekd.errors import EdgekdError
 from edgekd.images import load_rgb, usable_images
+from edgekd.io import cache_dir
+from edgekd.rgb import IMAGE_RULES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -110,6 +112,7 @@ class Data:
             "scale": 1 / 255,
             "mean": list(c.mean),
             "std": list(c.std),
+            "image_rules": IMAGE_RULES,  # how a file became 8-bit RGB (edgekd.rgb.to_rgb)
         }
 
 
@@ -195,8 +198,19 @@ def train_transform(cfg: DataConfig) -> transforms.Compose:
     return transforms.Compose(steps)
 
 
-def _image_folder(root: Path, transform, usable: set[str]) -> datasets.ImageFolder:
-    return datasets.ImageFolder(str(root), transform=transform, loader=load_rgb, is_valid_file=usable.__contains__)
+class ImageFiles(Dataset):
+    """(image, class index) for each file of a scanned split, loaded by the RGB rule."""
+
+    def __init__(self, found: ClassFiles, transform):
+        self.classes, self.transform = found.classes, transform
+        self.samples = [(f, index) for index, name in enumerate(found.classes) for f in found.files[name]]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        path, label = self.samples[index]
+        return self.transform(load_rgb(path)), label
 
 
 def _subset(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
@@ -206,33 +220,54 @@ def _subset(dataset: Dataset, limit: int | None, seed: int) -> Dataset:
     return Subset(dataset, sorted(order.tolist()))
 
 
-def load_data(cfg: DataConfig) -> Data:
-    root = Path(cfg.path) if cfg.path else embedded_digits()
+def _root(cfg: DataConfig) -> Path:
+    root = Path(cfg.path).expanduser() if cfg.path else embedded_digits()
+    where = shown(str(root))
+    if root.is_file():
+        raise EdgekdError(f"--data {where} is a file, not a folder: pass the folder that holds the class folders")
     if not root.is_dir():
-        raise EdgekdError(f"data directory {root} does not exist; pass --data DIR with an ImageFolder inside")
-    val_dir = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
+        raise EdgekdError(f"data directory {where} does not exist; pass --data DIR with an ImageFolder inside")
+    return root
+
+
+def _splits(root: Path) -> tuple[Path | None, Path | None]:
+    """(train/, val/ or test/) when the root holds split folders, else (None, None): one tree to split."""
+    train = root / "train" if (root / "train").is_dir() else None
+    val = next((root / d for d in VAL_DIRS if (root / d).is_dir()), None)
+    if val is not None and train is None:
+        have = " and ".join(f"{d}/" for d in VAL_DIRS if (root / d).is_dir())
+        raise EdgekdError(
+            f"{shown(str(root))} has {have} but no train/: add train/ with one folder per class, "
+            "or put the class folders directly in it to be split by data.val_fraction"
+        )
+    return train, val
+
+
+def load_data(cfg: DataConfig) -> Data:
+    root = _root(cfg)
+    train_dir, val_dir = _splits(root)
     threads = max(2, cfg.workers)
-    if (root / "train").is_dir() and val_dir is not None:
-        usable, train_key = usable_images(root / "train", cfg.skip_bad_images, threads)
-        val_usable, val_key = usable_images(val_dir, cfg.skip_bad_images, threads)
-        usable, key = usable | val_usable, train_key + val_key
-        train = _image_folder(root / "train", train_transform(cfg), usable)
-        val = _image_folder(val_dir, eval_transform(cfg), usable)
-        if train.classes != val.classes:
-            raise EdgekdError(f"{root}/train and {val_dir} have different class folders; make them the same")
-    else:
-        usable, key = usable_images(root, cfg.skip_bad_images, threads)
-        train_all = _image_folder(root, train_transform(cfg), usable)
-        val_all = _image_folder(root, eval_transform(cfg), usable)
+    if val_dir is not None:
+        found, train_key = usable_images(train_dir, cfg.skip_bad_images, threads)
+        val_found, val_key = usable_images(val_dir, cfg.skip_bad_images, threads)
+        key = train_key + val_key
+        if found.classes != val_found.classes:
+            raise EdgekdError(
+                f"{shown(str(train_dir))} and {shown(str(val_dir))} have different class folders; make them the same"
+            )
+        train, val = ImageFiles(found, train_transform(cfg)), ImageFiles(val_found, eval_transform(cfg))
+    else:  # one tree (train/ alone, or class folders at the root), split with the seed
+        split = train_dir or root
+        found, key = usable_images(split, cfg.skip_bad_images, threads)
+        train_all, val_all = ImageFiles(found, train_transform(cfg)), ImageFiles(found, eval_transform(cfg))
         order = np.random.default_rng(cfg.seed).permutation(len(train_all)).tolist()
         n_val = max(1, int(round(len(order) * cfg.val_fraction)))
         if len(order) - n_val < 1:
-            raise EdgekdError(f"{root} has too few images ({len(order)}) to split into train and val")
+            raise EdgekdError(f"{shown(str(split))} has too few images ({len(order)}) to split into train and val")
         train, val = Subset(train_all, order[n_val:]), Subset(val_all, order[:n_val])
-        train.classes = val.classes = train_all.classes  # type: ignore[attr-defined]
-    classes = list(train.classes)  # type: ignore[attr-defined]
+    classes = list(found.classes)
     if len(classes) < 2:
-        raise EdgekdError(f"{root} has {len(classes)} class folder(s); a classifier needs at least 2")
+        raise EdgekdError(f"{shown(str(root))} has {len(classes)} class folder(s); a classifier needs at least 2")
     return Data(
         train=_subset(train, cfg.max_train_samples, cfg.seed),
         val=_subset(val, cfg.max_val_samples, cfg.seed),
@@ -240,10 +275,6 @@ def load_data(cfg: DataConfig) -> Data:
         config=cfg,
         fingerprint=key,
     )
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
 
 
 def embedded_digits() -> Path:

@@ -14,34 +14,13 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
+from edgekd.datafiles import SKIP_HINT, ClassFiles, scan_split, shown
 from edgekd.errors import EdgekdError
+from edgekd.io import cache_dir, save_json
 from edgekd.progress import log, progress
-
-SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
-WITH_ALPHA = {"RGBA", "RGBa", "LA", "La", "PA"}
-SKIP_HINT = "or set skip_bad_images = true in [data] to leave bad files out"
-
-
-class UnsupportedImage(ValueError):
-    """A readable image that the RGB rule rejects."""
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """8-bit RGB by the documented rule: 16-bit values scale by 255/65535 (PIL's own convert
-    clips them to 255); transparency is composited onto white; the rest is PIL's convert."""
-    image.load()
-    if image.mode in SIXTEEN_BIT:
-        values = np.clip(np.asarray(image, dtype=np.int64), 0, 65535)
-        return Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), mode="L").convert("RGB")
-    if image.mode == "F":
-        raise UnsupportedImage("floating-point pixels (mode F) have no standard 8-bit scale; save it as 8- or 16-bit")
-    if image.mode in WITH_ALPHA or "transparency" in image.info:
-        rgba = image.convert("RGBA")
-        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-    return image if image.mode == "RGB" else image.convert("RGB")
+from edgekd.rgb import to_rgb
 
 
 def load_rgb(path: str) -> Image.Image:
@@ -56,31 +35,19 @@ def image_problem(path: str) -> str | None:
         with Image.open(path) as image:
             image.verify()  # structure and checksums (PNG CRCs) without decoding
         with Image.open(path) as image:
+            if image.mode == "F":
+                return "floating-point pixels (mode F) have no standard 8-bit scale; save it as 8- or 16-bit"
             image.draft("RGB", (1, 1))  # JPEG decodes at 1/8 scale: still reads every byte
             to_rgb(image)
+    except PermissionError:
+        return "is not readable (permission denied); fix its permissions (chmod a+r) or delete it"
     except Image.UnidentifiedImageError:
         return "not an image (unknown format or damaged header); delete it or move it out of the class folder"
     except Image.DecompressionBombError as e:
         return f"{e}; shrink the image"
-    except UnsupportedImage as e:
-        return str(e)
     except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for truncated or damaged data
         return f"truncated or corrupt image ({e}); delete or re-create it"
     return None
-
-
-def class_folders(root: str) -> list[str]:
-    """Class names as torchvision's ImageFolder finds them (every subfolder, sorted)."""
-    return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
-
-
-def class_files(root: str, name: str) -> list[str]:
-    """The files ImageFolder would read for a class, as the same path strings; hidden ones
-    (`.DS_Store`, `._x.jpg`) are left out."""
-    files = []
-    for folder, _, names in sorted(os.walk(os.path.join(root, name), followlinks=True)):
-        files += [os.path.join(folder, n) for n in sorted(names) if not n.startswith(".")]
-    return files
 
 
 def fingerprint(files: list[str]) -> str:
@@ -88,13 +55,11 @@ def fingerprint(files: list[str]) -> str:
     digest = hashlib.sha256()
     for f in files:
         st = os.stat(f)
-        digest.update(f"{f}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        digest.update(os.fsencode(f) + f"\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
 def _find_bad(files: list[str], threads: int, key: str) -> dict[str, str]:
-    from edgekd.data import cache_dir
-
     cache = cache_dir() / "image-checks" / f"{key}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
@@ -105,8 +70,6 @@ def _find_bad(files: list[str], threads: int, key: str) -> dict[str, str]:
             if problem:
                 bad[path] = problem
             bar.update(task, advance=1)
-    from edgekd.io import save_json
-
     try:
         save_json(bad, cache)
     except EdgekdError:
@@ -114,32 +77,35 @@ def _find_bad(files: list[str], threads: int, key: str) -> dict[str, str]:
     return bad
 
 
-def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> tuple[set[str], str]:
-    """Checks every file in the class folders under `root`; returns the paths to train on and
-    the folder's fingerprint (part of the stage keys: new or changed images rerun training).
+def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> tuple[ClassFiles, str]:
+    """The class folders under `root` with the files to train on (every file decoded once, see
+    `edgekd.datafiles` for which files count), and the folder's fingerprint (part of the stage
+    keys: new or changed images rerun training).
 
     Raises EdgekdError naming the first bad file (unless `skip_bad`) or an empty class folder:
-    ImageFolder would drop that class and shift every later class index against the teacher's.
+    dropping the class would shift every later class index against the teacher's.
     """
     directory = os.path.expanduser(str(root))
-    classes = class_folders(directory)
-    if not classes:
-        raise EdgekdError(f"no images found in {root}: put one folder of images per class inside it")
-    files = {name: class_files(directory, name) for name in classes}
-    every = [f for names in files.values() for f in names]
+    found = scan_split(directory, skip_bad)
+    if not found.classes:
+        raise EdgekdError(f"no images found in {shown(directory)}: put one folder of images per class inside it")
+    every = [f for names in found.files.values() for f in names]
     key = fingerprint(every)
     bad = _find_bad(every, threads, key)
     if bad and not skip_bad:
         first, problem = next(iter(bad.items()))
         more = f" (1 of {len(bad)} bad files)" if len(bad) > 1 else ""
-        raise EdgekdError(f"{first}: {problem}{more}, {SKIP_HINT}")
+        raise EdgekdError(f"{shown(first)}: {problem}{more}, {SKIP_HINT}")
     if bad:
-        log(f"data: skipped {len(bad)} bad image file(s) under {root} (data.skip_bad_images)")
-    for name, names in files.items():
+        found.skipped["bad image files (data.skip_bad_images)"] += len(bad)
+    if found.skipped:
+        log(f"data: left out {found.skipped_text()} under {shown(directory)} (README: Data folders)")
+    for name, names in found.files.items():
         if not any(f not in bad for f in names):
             what = "no usable images" if names else "no images found"
             raise EdgekdError(
-                f"{what} in class folder {os.path.join(directory, name)}: add images of class '{name}' "
+                f"{what} in class folder {shown(os.path.join(directory, name))}: add images of class '{name}' "
                 "or remove the folder (every class folder is a class)"
             )
-    return {f for f in every if f not in bad}, key
+        found.files[name] = [f for f in names if f not in bad]
+    return found, key

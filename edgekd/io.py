@@ -4,12 +4,14 @@ so a crash or a full disk never leaves a half-written file under the final name.
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import io
 import json
 import os
 import resource
 import shutil
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -17,6 +19,11 @@ from typing import Iterator
 import torch
 
 from edgekd.errors import EdgekdError
+
+
+def cache_dir() -> Path:
+    """edgekd's cache (datasets, image checks, the ARM root file system): $EDGEKD_CACHE or ~/.cache/edgekd."""
+    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
 
 
 @contextmanager
@@ -81,6 +88,54 @@ def check_writable(folder: Path) -> None:
     with atomic_path(Path(folder) / ".edgekd-write-check") as tmp:
         tmp.write_bytes(b"")
     (Path(folder) / ".edgekd-write-check").unlink(missing_ok=True)  # torchrun: every process checks
+
+
+def _lock(path: Path):
+    """An open, exclusively locked `path`, or None while another process holds it. The lock
+    file is removed on release, so a lock taken on a file just unlinked by its last holder is
+    retried on the new file: otherwise two builds could each hold a lock, on different files."""
+    while True:
+        fh = open(path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip()
+            fh.close()
+            return None, holder
+        try:
+            if os.stat(path).st_ino == os.fstat(fh.fileno()).st_ino:
+                return fh, None
+        except FileNotFoundError:
+            pass
+        fh.close()
+
+
+@contextmanager
+def exclusive(folder: Path) -> Iterator[None]:
+    """Holds FOLDER/.edgekd.lock while a build writes there: a second build into the same folder
+    stops at once, naming the first. The kernel drops the lock when its holder dies, so a
+    killed build never leaves it stuck; a build that ends removes the file."""
+    check_writable(folder)
+    path = Path(folder) / ".edgekd.lock"
+    fh, holder = _lock(path)
+    if fh is None:
+        raise EdgekdError(
+            f"{folder} is in use by another edgekd build ({holder or 'another process'}); wait for it to finish, "
+            "or choose another --out"
+        )
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        fh.flush()
+    except OSError:
+        pass  # a full disk: the lock holds without the holder's name, and the build says what is full
+    try:
+        yield
+    finally:
+        path.unlink(missing_ok=True)  # before the unlock: a waiter then finds the file gone and retries
+        fh.close()
 
 
 def save_torch(obj, final: Path) -> None:

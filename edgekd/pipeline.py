@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -19,11 +19,11 @@ import torch
 from torch import nn
 
 from edgekd import compute, distributed
-from edgekd.config import PipelineConfig, check_teachers
+from edgekd.config import PipelineConfig, check_teachers, check_training
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import EdgekdError
-from edgekd.io import check_writable, sha256
+from edgekd.io import check_writable, exclusive, sha256
 from edgekd.progress import log
 from edgekd.remote import parse_device
 from edgekd.stages.bench import bench, board_estimates
@@ -108,11 +108,12 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
     `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.remote`).
     Under torchrun every process trains; rank 0 alone goes on to export, verify, bench and
     report, and the others return an empty dict."""
-    with session(cfg):
+    with session(cfg), exclusive(Path(out)) if distributed.is_main() else nullcontext():
         return _build(cfg, target_name, out, resume, device)
 
 
 def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, device: str | None) -> dict:
+    check_training(cfg, "config")  # again: the Python API may change settings after load_config
     target = load_target(target_name)
     ssh_device = parse_device(device) if device else None
     if ssh_device is None:

@@ -16,8 +16,9 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgekd.errors import EdgekdError
+from edgekd.rgb import to_rgb
 
-KEYS = ("classes", "input_size", "layout", "channel_order", "resize", "scale", "mean", "std")
+KEYS = ("classes", "input_size", "layout", "channel_order", "resize", "scale", "mean", "std", "image_rules")
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 
 
@@ -34,6 +35,7 @@ class Preprocessing(BaseModel):
     scale: float = 1 / 255
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    image_rules: list[str] = []  # how training turned files into 8-bit RGB: `edgekd.rgb.to_rgb`
 
 
 class PredictConfig(BaseModel):
@@ -88,8 +90,8 @@ def preprocess(image_path: Path, pre: Preprocessing) -> np.ndarray:
     """One image as the model's input, batch of 1, float32."""
     try:
         with Image.open(image_path) as image:
-            rgb = image.convert("RGB")
-    except (OSError, UnidentifiedImageError) as e:
+            rgb = to_rgb(image)  # as training read it: orientation, 16-bit, transparency
+    except (OSError, UnidentifiedImageError, ValueError) as e:
         raise EdgekdError(f"cannot read image {image_path}: {e}") from None
     height, width = pre.input_size
     pixels = np.asarray(rgb.resize((width, height), RESAMPLING[pre.resize]), dtype=np.float32) * pre.scale

@@ -63,8 +63,9 @@ def load_target(name_or_path: str) -> Target:
     except tomllib.TOMLDecodeError as e:
         raise EdgekdError(f"target file {path} is not valid TOML: {e}") from None
     except ValidationError as e:
-        err = e.errors()[0]
-        raise EdgekdError(f"target file {path}: '{'.'.join(map(str, err['loc']))}': {err['msg']}") from None
+        from edgekd.config import explain  # here: edgekd.config imports the stages, which import this module
+
+        raise explain(e, f"target file {path}", Target) from None
 
 
 def host_target() -> Target:

@@ -47,7 +47,9 @@ def expected_kind(path: Path) -> str:
 
 
 def check_kind(path: Path) -> None:
-    """Raises EdgekdError when the file's content does not match its suffix."""
+    """Raises EdgekdError when the file is empty or its content does not match its suffix."""
+    if path.stat().st_size == 0:  # an interrupted copy or download; its content would read as "text"
+        raise EdgekdError(f"teacher file {path} is empty (0 bytes): re-save or re-download it")
     kind, expected = file_kind(path), expected_kind(path)
     if kind == expected:
         return
@@ -63,6 +65,24 @@ def check_kind(path: Path) -> None:
 
 def _name(kind: str) -> str:
     return {"state_dict": "a torch.save file", "pt2": "a torch.export program", "onnx": "an ONNX model"}[kind]
+
+
+def state_dict_mismatch(state: dict, expected: dict, examples: int = 2) -> str:
+    """How a state_dict differs from the one a model expects, as counts and a few keys each:
+    a whole architecture's key list would be a line of kilobytes."""
+    differences = {
+        "missing keys": [k for k in expected if k not in state],
+        "unexpected keys": [k for k in state if k not in expected],
+        "keys of another shape": [
+            k for k in expected if k in state and getattr(state[k], "shape", None) != expected[k].shape
+        ],
+    }
+    parts = [
+        f"{len(keys)} {what} (e.g. {', '.join(repr(k) for k in keys[:examples])})"
+        for what, keys in differences.items()
+        if keys
+    ]
+    return ", ".join(parts)
 
 
 def onnx_classes(session) -> list[str] | None:

@@ -13,8 +13,8 @@ from torch import nn
 
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
-from edgekd.models import create_model, num_outputs
-from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes
+from edgekd.models import create_model
+from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes, state_dict_mismatch
 from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict, seed_torch
 
 
@@ -124,13 +124,32 @@ def _read_state_dict(path: Path, cfg: TeacherConfig, num_classes: int) -> tuple[
     model = create_model(cfg.arch, classes, cfg.small_input)
     try:
         model.load_state_dict(state)
-    except RuntimeError as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+    except RuntimeError:  # torch decides what fits; its message lists every key, so summarise
         raise EdgekdError(
-            f"teacher file {path} does not fit architecture '{cfg.arch}' (small_input={cfg.small_input}): {first}; "
-            "set teacher.arch / teacher.small_input to the ones it was trained with"
+            f"teacher file {path} does not fit teacher.arch = '{cfg.arch}': "
+            f"{state_dict_mismatch(state, model.state_dict())}; set teacher.arch to the architecture it was trained as"
         ) from None
     return model, names
+
+
+def _classes_predicted(path: Path, teacher: nn.Module, input_size: int) -> int:
+    """The class count, from one run on a blank image; anything but one logits tensor
+    [batch, classes] (a tuple of logits and features, say) is refused here, not mid-training."""
+    try:
+        with torch.no_grad():
+            out = teacher.eval()(torch.zeros(1, 3, input_size, input_size))
+    except Exception as e:
+        raise EdgekdError(f"teacher {path} fails on a {input_size}x{input_size} RGB image: {e}") from None
+    if isinstance(out, torch.Tensor) and out.ndim == 2:
+        return int(out.shape[1])
+    if isinstance(out, (tuple, list, dict)):
+        got = f"a {type(out).__name__} of {len(out)} outputs"
+    else:
+        got = f"a tensor of shape {list(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+    raise EdgekdError(
+        f"teacher {path} returns {got}; edgekd needs one logits tensor [batch, classes]: "
+        "export a module whose forward returns only the logits"
+    )
 
 
 def load_teacher(
@@ -153,10 +172,7 @@ def load_teacher(
             raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
     else:
         teacher, names = _read_state_dict(path, cfg, num_classes)
-    try:
-        classes = num_outputs(teacher, input_size)
-    except Exception as e:
-        raise EdgekdError(f"teacher {path} fails on a {input_size}x{input_size} RGB image: {e}") from None
+    classes = _classes_predicted(path, teacher, input_size)
     if classes != num_classes:
         raise EdgekdError(
             f"teacher {path} predicts {classes} classes but the data has {num_classes}; "

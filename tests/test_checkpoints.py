@@ -10,6 +10,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.errors import EdgekdError
 from edgekd.train import TrainConfig, cpu_state, cross_entropy, fit
+from tests.bad_inputs import bad_input
 
 
 def loader() -> DataLoader:
@@ -30,6 +31,7 @@ def test_fit_resumes_after_the_checkpointed_epoch_only(tmp_path):
     assert seen == [1, 2] and torch.load(checkpoint, weights_only=False)["epoch"] == 3
 
 
+@bad_input("models", "a truncated training checkpoint on --resume", 'refused: "checkpoint FILE is corrupt", delete it')
 def test_truncated_checkpoint_is_named_on_resume(tmp_path):
     checkpoint = tmp_path / "distill.ckpt"
     fit(nn.Linear(4, 2), loader(), cross_entropy, TrainConfig(epochs=1, lr=0.01), "a", checkpoint)

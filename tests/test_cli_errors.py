@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from edgekd.models import create_model
+from tests.bad_inputs import bad_input
 
 
 def edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -31,6 +32,7 @@ def assert_nothing_written(out: Path) -> None:
     assert not out.exists() or not any(out.rglob("*.onnx")) and not (out / "report.json").exists()
 
 
+@bad_input("layout", "--data naming a folder that does not exist", 'refused: "does not exist", pass --data')
 def test_missing_data_path(tmp_path):
     out = tmp_path / "out"
     done = edgekd("build", "--target", "x86", "--data", str(tmp_path / "nope"), "--out", str(out))
@@ -38,6 +40,7 @@ def test_missing_data_path(tmp_path):
     assert_nothing_written(out)
 
 
+@bad_input("layout", "a data folder with no images", 'refused: "no images found"')
 def test_empty_dataset(tmp_path):
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     out = tmp_path / "out"
@@ -46,18 +49,23 @@ def test_empty_dataset(tmp_path):
     assert_nothing_written(out)
 
 
+@bad_input("settings", "an unknown --target (`amr`)", "refused: \"unknown target 'amr' (did you mean 'arm'?)\"")
 def test_unknown_target(tmp_path):
     done = edgekd("build", "--target", "amr", "--out", str(tmp_path / "out"))
     assert_one_line_error(done, "unknown target 'amr'", "did you mean 'arm'")
     assert not (tmp_path / "out").exists()
 
 
+@bad_input("settings", "an unknown --student", 'refused: "unknown model", lists the students')
 def test_unknown_student(tmp_path):
     done = edgekd("build", "--target", "x86", "--student", "mobilenet_v9", "--out", str(tmp_path / "out"))
     assert_one_line_error(done, "unknown model 'mobilenet_v9'", "mobilenet_v2")
     assert not (tmp_path / "out").exists()
 
 
+@bad_input(
+    "models", "a teacher trained for another number of classes", 'refused: "predicts 7 classes but the data has 3"'
+)
 def test_teacher_class_count_mismatch(tmp_path, image_folder):
     teacher = tmp_path / "teacher.pt"
     torch.save(create_model("resnet18", 7, small_input=True).state_dict(), teacher)
@@ -68,6 +76,7 @@ def test_teacher_class_count_mismatch(tmp_path, image_folder):
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".pt2", ".onnx"])
+@bad_input("models", "a teacher file that is not a model (.pt, .pt2 or .onnx)", "refused, naming the file")
 def test_unreadable_teacher_file(tmp_path, image_folder, suffix):
     teacher = tmp_path / f"teacher{suffix}"
     teacher.write_bytes(b"this is not a model")
@@ -77,6 +86,9 @@ def test_unreadable_teacher_file(tmp_path, image_folder, suffix):
     assert_nothing_written(out)
 
 
+@bad_input(
+    "settings", "a misspelt key in --config (`[distil]`)", "refused: \"unknown key 'distil' (did you mean 'distill'?)\""
+)
 def test_config_typo_suggests_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[distil]\nloss = 'kd'\n")
@@ -84,6 +96,7 @@ def test_config_typo_suggests_the_key(tmp_path):
     assert_one_line_error(done, "unknown key 'distil'", "did you mean 'distill'")
 
 
+@bad_input("settings", "an out-of-range setting (`data.input_size = 2`)", "refused: names the key and the bound")
 def test_config_out_of_range_value(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[data]\ninput_size = 2\n")

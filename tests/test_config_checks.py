@@ -8,6 +8,7 @@ import torch
 
 from edgekd.config import load_config
 from edgekd.errors import EdgekdError
+from tests.bad_inputs import bad_input
 from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error, edgekd
 
@@ -37,6 +38,11 @@ from tests.test_cli_errors import assert_one_line_error, edgekd
         ("[compute]\ndevice = 'gpu'", ["'compute.device'", "'auto', 'cuda' or 'cpu'", "'gpu'"]),
     ],
 )
+@bad_input(
+    "settings",
+    "a bad loss option, loss name, model name, format or type in --config",
+    "refused when the config is read, before any training",
+)
 def test_config_mistake_names_the_key(tmp_path, toml, fragments):
     config = tmp_path / "bad.toml"
     config.write_text(toml + "\n")
@@ -58,6 +64,7 @@ def test_bad_loss_option_stops_the_build_before_any_work(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this host has a CUDA device")
+@bad_input("settings", "`compute.device = 'cuda'` on a machine without a GPU", "refused before any work")
 def test_cuda_device_without_a_gpu_stops_the_build_before_any_work(tmp_path):
     config = tmp_path / "cuda.toml"
     config.write_text('[compute]\ndevice = "cuda"\n')

@@ -10,6 +10,7 @@ from PIL import Image
 from edgekd.data import DataConfig, load_data
 from edgekd.errors import EdgekdError
 from edgekd.images import load_rgb
+from tests.bad_inputs import bad_input
 from tests.conftest import write_image_folder
 from tests.inprocess import cli
 from tests.test_cli_errors import assert_nothing_written, assert_one_line_error, edgekd
@@ -21,6 +22,7 @@ def pixels(path) -> np.ndarray:
     return np.asarray(image)
 
 
+@bad_input("layout", "16-bit images", "scaled to 8 bits, not clipped")
 def test_16_bit_scales_to_8_bit_instead_of_clipping(tmp_path):
     values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
     Image.fromarray(values).save(tmp_path / "deep.png")
@@ -28,6 +30,7 @@ def test_16_bit_scales_to_8_bit_instead_of_clipping(tmp_path):
     assert pixels(tmp_path / "deep.png")[0].tolist() == [[0, 0, 0], [1, 1, 1], [128, 128, 128], [255, 255, 255]]
 
 
+@bad_input("layout", "images with an alpha channel", "composited onto white")
 def test_alpha_is_composited_onto_white(tmp_path):
     rgba = np.array([[[200, 10, 10, 255], [200, 10, 10, 0], [0, 0, 0, 128]]], dtype=np.uint8)
     Image.fromarray(rgba, mode="RGBA").save(tmp_path / "alpha.png")
@@ -72,6 +75,9 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("name", BAD_FILES)
+@bad_input("layout", "a truncated or corrupt image", "refused, naming the file and `data.skip_bad_images = true`")
+@bad_input("layout", "a file that is not an image (`notes.txt`) in a class folder", "refused, naming the file")
+@bad_input("layout", "an image with floating-point pixels (mode F TIFF)", 'refused: "floating-point pixels"')
 def test_bad_file_stops_the_build_naming_it(tmp_path, name):
     root = write_image_folder(tmp_path / "data")
     bad = root / "class_1" / name
@@ -84,6 +90,7 @@ def test_bad_file_stops_the_build_naming_it(tmp_path, name):
     assert_nothing_written(out)
 
 
+@bad_input("layout", "bad images with `data.skip_bad_images = true`", "left out, counted")
 def test_skip_bad_images_leaves_them_out(tmp_path):
     root = write_image_folder(tmp_path / "data", classes=2, per_class=5)
     truncated_jpeg(root / "class_0" / "truncated.jpg")
@@ -94,6 +101,7 @@ def test_skip_bad_images_leaves_them_out(tmp_path):
     assert len(data.train) + len(data.val) == 10
 
 
+@bad_input("layout", "an empty class folder", 'refused: "no images found in class folder ...", remove it')
 def test_empty_class_folder_is_named(tmp_path):
     root = write_image_folder(tmp_path / "data" / "train")
     write_image_folder(tmp_path / "data" / "val")
@@ -104,6 +112,11 @@ def test_empty_class_folder_is_named(tmp_path):
     assert_nothing_written(out)
 
 
+@bad_input(
+    "layout",
+    "a class folder holding only bad files, with skip_bad_images",
+    'refused: "no usable images in class folder"',
+)
 def test_class_folder_with_only_bad_files_is_named(tmp_path):
     root = write_image_folder(tmp_path / "data")
     (root / "class_3").mkdir()

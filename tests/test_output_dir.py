@@ -15,6 +15,7 @@ import torch
 
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, save_torch
+from tests.bad_inputs import bad_input
 from tests.test_cli_errors import assert_one_line_error, edgekd
 
 
@@ -45,6 +46,7 @@ def tmpfs(folder: Path, size: str):
     return mounted(folder, "-t", "tmpfs", "-o", f"size={size}", "tmpfs")
 
 
+@bad_input("runs", "a read-only --out", 'refused before any work: "cannot create output directory"')
 def test_read_only_output_directory_fails_before_any_work(tmp_path, image_folder, tiny_config):
     with read_only(tmp_path / "ro") as folder:
         out = folder / "run"
@@ -53,6 +55,9 @@ def test_read_only_output_directory_fails_before_any_work(tmp_path, image_folder
         assert_one_line_error(done, f"cannot create output directory {out}", "Read-only file system", "--out")
 
 
+@bad_input(
+    "runs", "a disk that fills during training", 'stops: "cannot write FILE: No space left on device"; no partial file'
+)
 def test_full_disk_during_training_names_the_file_and_leaves_no_partial_file(tmp_path, image_folder, tiny_config):
     with tmpfs(tmp_path / "small", "4m") as out:
         done = edgekd("build", "--target", "x86", "--config", str(tiny_config), "--data", str(image_folder),
@@ -62,6 +67,7 @@ def test_full_disk_during_training_names_the_file_and_leaves_no_partial_file(tmp
         assert [p.name for p in out.rglob("*") if p.is_file()] == []
 
 
+@bad_input("runs", "a disk that fills while OpenVINO or torch writes", "stops naming the file; no partial file")
 def test_full_disk_in_openvino_and_torch_writers(tmp_path):
     with tmpfs(tmp_path / "small", "1m") as out:
         model = ov.convert_model(torch.nn.Linear(1000, 1000), example_input=torch.zeros(1, 1000))

@@ -20,7 +20,7 @@ from edgekd.data import DataConfig, load_data
 from edgekd.environment import environment
 from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
-from edgekd.stages.report import pareto, table_rows, write_report
+from edgekd.stages.report import pareto, recommend, table_rows, write_report
 from edgekd.stages.verify import VerifyConfig, verify
 from edgekd.targets import host_target
 from edgekd.train import predict
@@ -87,6 +87,30 @@ def test_pareto_front_keeps_only_undominated_artifacts():
         {"artifact": "skipped", "status": "not run", "accuracy": 0.99},
     ]
     assert pareto(rows) == ["fast-worst", "middle", "slow-best"]
+
+
+def onnx_pair(int8_accuracy: float, int8_ms: float, fp32_accuracy: float, fp32_ms: float) -> list[dict]:
+    return [
+        {"artifact": "onnx-int8", "precision": "int8", "runtime": "onnxruntime", "status": "ok"}
+        | {"p50_ms": int8_ms, "accuracy": int8_accuracy},
+        {"artifact": "onnx-fp32", "precision": "fp32", "runtime": "onnxruntime", "status": "ok"}
+        | {"p50_ms": fp32_ms, "accuracy": fp32_accuracy},
+    ]
+
+
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        (onnx_pair(0.90, 1.0, 0.80, 0.9), "onnx-int8"),  # int8 slower, but fp32 is 10 points less accurate
+        (onnx_pair(0.90, 1.0, 0.895, 1.0), "onnx-fp32"),  # a tie, fp32 within the tolerance
+    ],
+)
+def test_recommendation_and_notes_agree(rows, expected):
+    choice, notes = recommend(rows)
+    assert choice == expected
+    assert len(notes) == 1 and notes[0].startswith("int8 is not faster than fp32 in onnxruntime")
+    assert ("ship fp32" in notes[0]) == (choice == "onnx-fp32"), notes
+    assert choice == "onnx-fp32" or "fp32 is 10.0 accuracy points below the best" in notes[0], notes
 
 
 def test_report_marks_measured_rows_and_the_front(runs):

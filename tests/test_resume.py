@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from edgekd.io import sha256
+from tests.bad_inputs import bad_input
 from tests.conftest import write_image_folder
 from tests.test_cli_errors import assert_one_line_error
 
@@ -139,6 +140,9 @@ def killed_at(run) -> int:
     return epoch
 
 
+@bad_input(
+    "runs", "a file-size limit hit while checkpointing", "stops naming the file; the previous checkpoint stays whole"
+)
 def test_full_disk_stops_cleanly_and_keeps_the_last_checkpoint(run, killed_at):
     done = run.run("--resume", preexec_fn=limit_file_size)
     checkpoint = run.one("distill-*/distill.ckpt")
@@ -149,6 +153,7 @@ def test_full_disk_stops_cleanly_and_keeps_the_last_checkpoint(run, killed_at):
     assert not (run.out / "report.json").exists()
 
 
+@bad_input("runs", "Ctrl-C (SIGINT) during training", 'exit 130: "interrupted: finished epochs are checkpointed"')
 def test_sigint_in_quantize_exits_130_after_distill_resumed(run, killed_at):
     done = run.stop_when(run.start("--resume"), "quantize-*/quantize.ckpt", signal.SIGINT)
     assert done.returncode == 130, done.stderr[-3000:]
@@ -196,6 +201,7 @@ def test_distill_setting_reruns_distill_and_quantize_not_the_teacher(run):
     assert "teacher: reusing" in done.stderr
 
 
+@bad_input("models", "a corrupt stage result in --out/work", 'refused: "checkpoint FILE is corrupt", delete it')
 def test_corrupt_stage_checkpoint_is_named(run):
     newest = max(run.out.glob("work/distill-*/student_fp32.pt"), key=lambda p: p.stat().st_mtime_ns)
     newest.write_bytes(newest.read_bytes()[:1000])

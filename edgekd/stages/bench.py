@@ -25,7 +25,7 @@ from edgekd.costmodel import (
     why_not_estimated,
 )
 from edgekd.errors import EdgekdError
-from edgekd.progress import progress
+from edgekd.progress import log, progress
 from edgekd.remote import SshDevice
 from edgekd.runtime import runtime_version
 from edgekd.stages.bench_gpu import bench_gpu
@@ -177,4 +177,6 @@ def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: S
             else:
                 rows.append({"artifact": artifact.name} | measure_in_subprocess(artifact, threads, cfg))
             bar.advance(task)
+            figure = f"p50 {rows[-1]['p50_ms']:.3f} ms" if rows[-1].get("p50_ms") is not None else rows[-1]["status"]
+            log(f"bench on {target.name}: {artifact.name} {figure}")  # a line per artifact in logs without a terminal
     return rows

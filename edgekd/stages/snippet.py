@@ -7,10 +7,12 @@ shape (layout, channel order, resize filter) is written in from the artifact's m
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 
 from edgekd.predict import Preprocessing, read_preprocessing
+from edgekd.rgb import to_rgb
 from edgekd.stages.report import row_name
 
 META_KEYS = ("classes", "input_size", "scale", "mean", "std")
@@ -50,23 +52,33 @@ def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
             "",
             "import numpy as np",
             module,
-            "from PIL import Image",
+            "from PIL import Image, ImageOps",
             "",
             load.format(path=path, keys="(" + ", ".join(f'"{k}"' for k in META_KEYS) + ")"),
             "",
             "",
-            "def classify(path: str) -> tuple[str, float]:",
+            "# how training read every image file (edgekd.rgb): apply it to yours",
+            inspect.getsource(to_rgb).rstrip(),
+            "",
+            "",
+            "def preprocess(path: str) -> np.ndarray:",
+            '    """The model\'s input for one image file, a batch of 1."""',
             '    height, width = meta["input_size"]',
-            f'    image = Image.open(path).convert("RGB").resize((width, height), {RESAMPLING[pre.resize]})',
+            f"    image = to_rgb(Image.open(path)).resize((width, height), {RESAMPLING[pre.resize]})",
             *steps,
-            "    x = np.ascontiguousarray(x[None], dtype=np.float32)",
+            "    return np.ascontiguousarray(x[None], dtype=np.float32)",
+            "",
+            "",
+            "def classify(path: str) -> tuple[str, float]:",
+            "    x = preprocess(path)",
             f"    logits = {infer.format()}",
             "    probs = np.exp(logits - logits.max())",
             "    probs /= probs.sum()",
             '    return meta["classes"][int(probs.argmax())], float(probs.max())',
             "",
             "",
-            'print(classify("image.jpg"))',
+            'if __name__ == "__main__":',
+            '    print(classify("image.jpg"))',
             "",
         ]
     )
