@@ -29,7 +29,7 @@ import numpy as np
 from edgekd.data import DataConfig, load_data
 from edgekd.runtime import open_session
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache
-from edgekd.stages.export import ExportConfig, export
+from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.stages.quantize import (
     QuantizeConfig,
     calibration_images,
@@ -74,7 +74,7 @@ def run_accuracy(args, data, teacher, out: Path) -> dict:
             folder = out / f"{student}-{name}"
             folder.mkdir(parents=True, exist_ok=True)
             path, seconds = timed(distill, cfg, StudentConfig(name=student), data, teacher, folder, out / "logits.npy")
-            acc = load_student(path)[1]["val_accuracy"]
+            acc = load_student(path)[1].val_accuracy
             results[f"{student}/{name}"] = {"val_accuracy": acc, "seconds": round(seconds, 1), "path": str(path)}
             print(f"{student:20s} {name:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
     return results
@@ -120,7 +120,7 @@ def run_int8(args, data, teacher, student_path: Path, out: Path) -> dict:
     )
     qat_path = quantize(cfg, student_path, data, teacher, flavour, (loss, params), out / "qat", out / "logits.npy")
     qat, ckpt = load_quantized(qat_path)
-    calib = ckpt["calibration"].float().numpy()
+    int8 = Int8Inputs(ckpt.calibration_array(), ckpt.int8)
     agreement = {"QAT+KD: PyTorch fake quant vs itself, input + N(0, 1e-4)": noise_floor(qat, images)}
     for name, model, folder in [
         ("QAT+KD", qat, out / "artifacts"),
@@ -130,7 +130,7 @@ def run_int8(args, data, teacher, student_path: Path, out: Path) -> dict:
     ]:
         torch_logits = predict(model, data.loader("val"))[0].numpy()
         results[f"{name} (PyTorch fake quant)"] = float((torch_logits.argmax(1) == labels).mean())
-        artifacts = export(ExportConfig(), {"int8": model}, ckpt["preprocessing"], folder, calib, ckpt["int8"])
+        artifacts = export(ExportConfig(), {"int8": model}, ckpt.preprocessing, folder, int8)
         top1 = {"PyTorch fake quant": torch_logits.argmax(1)}
         for artifact in artifacts:
             session = open_session(artifact.runtime, artifact.path, 2)

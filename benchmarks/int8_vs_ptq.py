@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekd.formats import Artifact
 from edgekd.models import create_model
 from edgekd.qdq import onnxruntime_ptq
 from edgekd.stages.bench import BenchConfig, measure_in_subprocess
-from edgekd.stages.export import Artifact, ExportConfig, torch2onnx, torch2openvino
+from edgekd.stages.export import ExportConfig, Int8Inputs, torch2onnx, torch2openvino
 from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 
@@ -73,12 +74,15 @@ def artifacts_for(name: str, size: int, target: str, folder: Path, samples: int)
     fp32 = torch2onnx(model, folder / "fp32.onnx", meta, cfg)
     flavour = load_target(target).int8
     quantized = qdq_export_mode(insert_fake_quant(model, flavour, [torch.from_numpy(c) for c in calibration]))
-    int8_meta = meta | {"precision": "int8", "int8": flavour.model_dump_json()}
+    int8_meta = meta | {"precision": "int8", "int8": json.dumps(flavour.model_dump())}
     images = np.concatenate(calibration)
     rows = {"fp32": ("onnxruntime", fp32)}
     for row, (activations, reduce_range) in ORT_PTQ.items():
         rows[row] = ("onnxruntime", ort_ptq(fp32, folder / f"{row}.onnx", calibration, activations, reduce_range))
-    rows["edgekd-int8"] = ("onnxruntime", torch2onnx(quantized, folder / "edgekd_int8.onnx", int8_meta, cfg, images))
+    rows["edgekd-int8"] = (
+        "onnxruntime",
+        torch2onnx(quantized, folder / "edgekd_int8.onnx", int8_meta, cfg, Int8Inputs(images, flavour)),
+    )
     fp32_ir = torch2openvino(model, folder / "fp32_openvino", meta, cfg)
     rows["ov-fp32"] = ("openvino", fp32_ir)
     rows["ov-nncf-ptq"] = ("openvino", nncf_ptq_openvino(fp32_ir, folder / "nncf_ptq_openvino", calibration))
@@ -109,7 +113,9 @@ def main() -> None:
             executed: dict[str, dict] = {}
             for _ in range(args.rounds):
                 for row, (runtime, path) in rows.items():
-                    artifact = Artifact(row, "", "", runtime, str(path), 0.0, "")
+                    artifact = Artifact(
+                        name=row, format="", precision="", runtime=runtime, path=str(path), size_mb=0.0, sha256=""
+                    )
                     got = measure_in_subprocess(artifact, args.threads, bench)
                     if got["status"] != "ok":
                         sys.exit(f"{name} {row}: {got['reason']}")

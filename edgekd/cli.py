@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -11,7 +12,7 @@ import typer
 
 from edgekd.errors import EdgekdError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
 DataOpt = typer.Option(None, "--data", help="ImageFolder root (train/ + val/ or test/, or one folder to split)")
 TeacherOpt = typer.Option(
@@ -22,10 +23,43 @@ ConfigOpt = typer.Option(None, "--config", help="pipeline TOML (default: pipelin
 OutOpt = typer.Option(Path("edgekd-out"), "--out", help="output directory")
 TargetOpt = typer.Option("x86", "--target", help="target profile name or .toml file (see `edgekd targets`)")
 DeviceOpt = typer.Option(None, "--device", help="measure the target on ssh://user@host[:port][?python=PATH]")
+SetOpt = typer.Option(None, "--set", help="override a config key, e.g. --set distill.train.epochs=3 (repeatable)")
+JsonOpt = typer.Option(False, "--json", help="print JSON on stdout instead of tables")
+
+
+def _version(show: bool) -> None:
+    if show:
+        from edgekd import __version__
+
+        typer.echo(f"edgekd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+):
+    """Distill a teacher into a mobile student, quantize it, export it and measure it on the target.
+
+    Results and tables go to stdout, progress and logs to stderr. Exit status: 0 done; 1 `bench`
+    had an artifact that failed to run; 2 bad input or a stop (one `error:` line); 3 an artifact
+    failed verification (the report is written); 130 interrupted."""
+
+
+def _stdout():
+    """Tables for stdout: full width when redirected to a file (rich would wrap at 80 columns)."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+def _print_json(obj) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
 
 
 def user_errors(fn):
-    """Turns user errors into one line on stderr and exit status 2, with no traceback."""
+    """Turns user errors into one line on stderr and their exit status (2; 3 for a failed
+    verification), with no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -33,7 +67,7 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except EdgekdError as e:
             typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             typer.echo("interrupted: finished epochs are checkpointed; rerun with --resume to continue", err=True)
             raise typer.Exit(130) from None
@@ -41,11 +75,18 @@ def user_errors(fn):
     return wrapper
 
 
-def _config(config: Optional[Path], data: Optional[Path], teacher: Optional[list[Path]], student: Optional[str]):
+def _config(
+    config: Optional[Path],
+    data: Optional[Path],
+    teacher: Optional[list[Path]],
+    student: Optional[str],
+    sets: Optional[list[str]] = None,
+):
     from edgekd.config import load_config
     from edgekd.models import MODELS
 
-    cfg = load_config(config, teachers=teacher)  # the first --teacher is teacher.path, the rest teacher.extra
+    # the first --teacher is teacher.path, the rest teacher.extra
+    cfg = load_config(config, teachers=teacher, overrides=sets)
     if data is not None:
         cfg.data.path = data
     if student is not None:
@@ -66,22 +107,47 @@ def build(
     resume: bool = typer.Option(False, "--resume", help="continue interrupted training from its last epoch"),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     device: Optional[str] = DeviceOpt,
+    sets: Optional[list[str]] = SetOpt,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="print the resolved config and which stages would run, be reused or resumed"
+    ),
+    as_json: bool = JsonOpt,
 ):
     """Distill, quantize, export, verify and benchmark; write OUT/report.md and report.json."""
     from edgekd.pipeline import build as run_build
-    from edgekd.progress import console, set_quiet
+    from edgekd.progress import set_quiet
     from edgekd.remote import parse_device
-    from edgekd.stages.report import print_tables
+    from edgekd.reporting.text import print_tables
     from edgekd.targets import load_target
 
     set_quiet(quiet)
     load_target(target)
     if device:
         parse_device(device)
-    report = run_build(_config(config, data, teacher, student), target, out, resume=resume, device=device)
-    if report:  # under torchrun, rank 0's
-        print_tables(report, console)
-        typer.echo(f"report: {out / 'report.md'}\nartifacts: {out / 'artifacts'}")
+    cfg = _config(config, data, teacher, student, sets)
+    if dry_run:
+        return _print_plan(cfg, target, out, resume, as_json)
+    report = run_build(cfg, target, out, resume=resume, device=device)
+    if not report:  # under torchrun, only rank 0 has one
+        return
+    if as_json:
+        return _print_json(report)
+    print_tables(report, _stdout())
+    typer.echo(f"report: {out / 'report.md'}\nartifacts: {out / 'artifacts'}")
+
+
+def _print_plan(cfg, target: str, out: Path, resume: bool, as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from edgekd.pipeline import dry_run
+
+    actions = dry_run(cfg, target, out, resume)
+    config = cfg.model_dump(mode="json")
+    if as_json:
+        return _print_json({"target": target, "out": str(out), "config": config, "stages": list(map(asdict, actions))})
+    typer.echo(f"config (resolved):\n{json.dumps(config, indent=2, default=str)}\n\nstages (--target {target}):")
+    for each in actions:
+        typer.echo(f"  {each.stage:9} {each.action:8} {each.where}")
 
 
 @app.command()
@@ -144,48 +210,46 @@ def export(
     """Export checkpoints to ONNX and OpenVINO IR with embedded preprocessing metadata."""
     from edgekd.config import load_config
     from edgekd.stages.distill import load_student
+    from edgekd.stages.export import Int8Inputs
     from edgekd.stages.export import export as run_export
     from edgekd.stages.quantize import load_quantized
 
-    models, preprocessing, int8 = {}, {}, {}
+    models, preprocessing, int8 = {}, {}, None
     for path in checkpoints:
         _exists(path)
         quantized = "int8" in path.name
         model, ckpt = load_quantized(path) if quantized else load_student(path)
-        models["int8" if quantized else "fp32"], preprocessing = model, ckpt["preprocessing"]
+        models["int8" if quantized else "fp32"], preprocessing = model, ckpt.preprocessing
         if quantized:
-            int8 = {"calibration": ckpt["calibration"].float().numpy(), "int8": ckpt["int8"]}
-    for artifact in run_export(load_config(config).export, models, preprocessing, out, **int8):
+            int8 = Int8Inputs(ckpt.calibration_array(), ckpt.int8)
+    for artifact in run_export(load_config(config).export, models, preprocessing, out, int8):
         typer.echo(f"{artifact.name}: {artifact.path} ({artifact.size_mb:.2f} MB)")
 
 
 @app.command()
 @user_errors
 def bench(
-    artifacts: list[Path] = typer.Argument(..., help=".onnx files and/or OpenVINO .xml files"),
+    artifacts: list[Path] = typer.Argument(..., help="exported files: .onnx, OpenVINO model.xml, .pt2"),
     target: str = TargetOpt,
     config: Optional[Path] = ConfigOpt,
     device: Optional[str] = DeviceOpt,
+    as_json: bool = JsonOpt,
 ):
     """Benchmark exported artifacts on a target (latency, throughput, memory); exit status 1
     when any of them fails to run."""
     from edgekd.config import load_config
-    from edgekd.io import sha256, size_mb
+    from edgekd.formats import artifact_of
     from edgekd.remote import parse_device
     from edgekd.stages.bench import bench as run_bench
-    from edgekd.stages.export import Artifact
 
-    items = []
-    for path in artifacts:
-        _exists(path)
-        fmt, runtime = ("openvino", "openvino") if path.suffix == ".xml" else ("onnx", "onnxruntime")
-        precision = "int8" if "int8" in path.name or "int8" in path.parent.name else "fp32"
-        name = f"{fmt}-{precision}:{path.stem}"
-        items.append(Artifact(name, fmt, precision, runtime, str(path), round(size_mb(path), 3), sha256(path)))
+    items = [artifact_of(path) for path in artifacts]
     ssh_device = parse_device(device) if device else None
     rows = run_bench(load_config(config).bench, items, _target(target), ssh_device)
-    for row in rows:
-        typer.echo(" ".join(f"{k}={v}" for k, v in row.items() if k != "executed"))
+    if as_json:
+        _print_json(rows)
+    else:
+        for row in rows:
+            typer.echo(" ".join(f"{k}={v}" for k, v in row.items() if k != "executed"))
     # a broken artifact is a failed command, not a row to overlook: scripts test the exit status
     paths = {item.name: item.path for item in items}
     failed = {paths[row["artifact"]]: row["reason"] for row in rows if row["status"] == "failed"}
@@ -201,18 +265,22 @@ def report(
     runs: list[Path] = typer.Argument(
         ..., help="output directory of `edgekd build` (or its report.json); two to compare"
     ),
+    as_json: bool = typer.Option(False, "--json", help="print report.json (a list of two when comparing)"),
 ):
     """Print the tables of a finished build, or compare two builds side by side (RUN_A RUN_B)."""
-    from edgekd.progress import console
-    from edgekd.stages.compare import markdown
-    from edgekd.stages.report import load_report, print_tables
+    from edgekd.reporting.compare import markdown
+    from edgekd.reporting.text import print_tables
+    from edgekd.stages.report import load_report
 
     if len(runs) > 2:
         raise EdgekdError(f"edgekd report takes one run, or two to compare; got {len(runs)}")
     for run in runs:
         _exists(run)
-    if len(runs) == 1:
-        print_tables(load_report(runs[0]), console)
+    if as_json:
+        reports = [load_report(run) for run in runs]
+        _print_json(reports[0] if len(reports) == 1 else reports)
+    elif len(runs) == 1:
+        print_tables(load_report(runs[0]), _stdout())
     else:
         typer.echo(markdown(load_report(runs[0]), load_report(runs[1]), str(runs[0]), str(runs[1])))
 
@@ -242,11 +310,14 @@ def predict(
 
 
 @app.command()
-def targets():
+@user_errors
+def targets(as_json: bool = JsonOpt):
     """List target profiles."""
     from edgekd.targets import load_target, target_names
 
     names = target_names()
+    if as_json:
+        return _print_json([load_target(name).model_dump(mode="json") for name in names])
     width = max(map(len, names))
     for name in names:
         t = load_target(name)

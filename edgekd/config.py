@@ -5,20 +5,19 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgekd.compute import ComputeConfig
 from edgekd.data import DataConfig
 from edgekd.errors import EdgekdError
-from edgekd.registry import did_you_mean
 from edgekd.stages.bench import BenchConfig
 from edgekd.stages.distill import DistillConfig, StudentConfig
 from edgekd.stages.export import ExportConfig
 from edgekd.stages.quantize import QuantizeConfig
 from edgekd.stages.verify import VerifyConfig
 from edgekd.teachers import OPAQUE_TEACHERS, TeacherConfig
+from edgekd.validation import explain
 
 PIPELINES_DIR = Path(os.environ.get("EDGEKD_PIPELINES", Path(__file__).resolve().parents[1] / "pipelines"))
 
@@ -37,36 +36,14 @@ class PipelineConfig(BaseModel):
     compute: ComputeConfig = ComputeConfig()
 
 
-def _model_at(loc: tuple, root: type[BaseModel]) -> type[BaseModel] | None:
-    """The config class under `root` that holds the key at `loc`, for suggestions."""
-    model: Any = root
-    for part in loc[:-1]:
-        field = model.model_fields.get(part) if isinstance(model, type) else None
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return None
-        model = field.annotation
-    return model
-
-
-def explain(error: ValidationError, source: str, root: type[BaseModel] = PipelineConfig) -> EdgekdError:
-    """One line for a TOML file validated as `root` (the pipeline config, a target profile...),
-    with "did you mean" for an unknown key."""
-    errors = error.errors()
-    # a misspelt key also leaves its required key missing: the unknown key is the one to name
-    err = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    key = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        holder = _model_at(tuple(err["loc"]), root)
-        valid = list(holder.model_fields) if holder else []
-        hint = did_you_mean(str(err["loc"][-1]), valid) or (f"; valid keys: {', '.join(valid)}" if valid else "")
-        return EdgekdError(f"{source}: unknown key '{key}'{hint}")
-    return EdgekdError(f"{source}: '{key}' {err['msg'].lower()} (got {err.get('input')!r})")
-
-
-def load_config(path: Path | None = None, teachers: list[Path] | None = None) -> PipelineConfig:
+def load_config(
+    path: Path | None = None, teachers: list[Path] | None = None, overrides: list[str] | None = None
+) -> PipelineConfig:
     """Reads a pipeline TOML; without one, `pipelines/default.toml` (the quick embedded run).
     `teachers` (--teacher, repeatable) replace the config's: the first is teacher.path, the rest
-    teacher.extra, set before the checks so that they see the teachers the run will use."""
+    teacher.extra, set before the checks so that they see the teachers the run will use.
+    `overrides` (--set, repeatable): `key.path=value`, the value read as TOML (a bare word as text),
+    checked by the same validation as the file."""
     path = Path(path) if path else PIPELINES_DIR / "default.toml"
     if not path.is_file():
         raise EdgekdError(f"config file {path} does not exist")
@@ -81,16 +58,42 @@ def load_config(path: Path | None = None, teachers: list[Path] | None = None) ->
     try:
         cfg = PipelineConfig(**raw)
     except ValidationError as e:
-        raise explain(e, str(path)) from None
-    check_names(cfg, str(path))
+        raise explain(e, str(path), PipelineConfig) from None
+    source = str(path)
+    if overrides:
+        source = "--set " + " ".join(overrides)
+        for override in overrides:
+            _set(raw, override)
+        try:
+            cfg = PipelineConfig(**raw)
+        except ValidationError as e:
+            raise explain(e, source, PipelineConfig) from None
+    check_names(cfg, source)
     return cfg
+
+
+def _set(raw: dict, override: str) -> None:
+    key, sep, text = override.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise EdgekdError(f"--set {override}: write key.path=value, e.g. --set distill.train.epochs=3")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word: `--set student.name=mobilenet_v2`
+    section = raw
+    for i, part in enumerate(parts[:-1]):
+        section = section.setdefault(part, {})
+        if not isinstance(section, dict):
+            raise EdgekdError(f"--set {override}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
+    section[parts[-1]] = value
 
 
 def check_names(cfg: PipelineConfig, source: str) -> None:
     """Names and loss options resolved when the config is read, not hours into a run."""
+    from edgekd.formats import FORMATS
     from edgekd.losses import create_loss
     from edgekd.models import MODELS
-    from edgekd.stages.export import FORMATS
 
     checks = [
         ("student.name", lambda: MODELS.get(cfg.student.name)),

@@ -16,8 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import torch
-
 from edgekd.errors import EdgekdError
 
 
@@ -139,6 +137,8 @@ def exclusive(folder: Path) -> Iterator[None]:
 
 
 def save_torch(obj, final: Path) -> None:
+    import torch  # here: predict, and the snippets' machinery, run without torch installed
+
     # serialized in memory, then written by Python: torch's own writer hides the errno
     # (ENOSPC, EFBIG) behind a RuntimeError
     buffer = io.BytesIO()

@@ -1,15 +1,9 @@
-"""`build`: the whole pipeline, distill -> quantize -> export -> verify -> bench -> report.
-
-Training stages write into `OUT/work/<stage>-<hash>/`, the hash taken over the stage's config
-and its inputs: a rerun with the same settings reuses finished stages, a changed setting
-reruns only the stages that depend on it, and `resume=True` continues an interrupted one
-from its last finished epoch.
-"""
+"""`build`: the whole pipeline, teacher -> distill -> quantize -> export -> verify -> bench
+per target -> report. Where the training stages keep their results, and when they are reused
+or resumed, is `edgekd.workdir`'s business."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,34 +16,21 @@ from edgekd import compute, distributed
 from edgekd.config import PipelineConfig, check_teachers, check_training
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
-from edgekd.errors import EdgekdError
-from edgekd.io import check_writable, exclusive, sha256
+from edgekd.errors import VerificationFailed
+from edgekd.io import check_writable, exclusive
 from edgekd.progress import log
-from edgekd.remote import parse_device
+from edgekd.remote import SshDevice, parse_device
+from edgekd.reporting.tables import table_rows
 from edgekd.stages.bench import bench, board_estimates
 from edgekd.stages.distill import distill, load_student
-from edgekd.stages.export import export
+from edgekd.stages.export import Int8Inputs, export
 from edgekd.stages.quantize import load_quantized, quantize
-from edgekd.stages.report import table_rows, write_report
+from edgekd.stages.report import write_report
 from edgekd.stages.verify import check_emulation, verify
 from edgekd.targets import Target, host_target, load_target
 from edgekd.teachers import load_teacher, load_teachers, teacher_files, train_teacher
 from edgekd.train import accuracy, predict
-
-
-def stage_key(*parts: object) -> str:
-    text = json.dumps(parts, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def stage_dir(out: Path, stage: str, key: str, resume: bool) -> Path:
-    """The stage's work folder; a leftover partial run is cleared unless resuming."""
-    folder = out / "work" / f"{stage}-{key}"
-    if folder.is_dir() and not resume:
-        for partial in folder.glob("*.ckpt"):
-            partial.unlink(missing_ok=True)  # torchrun: every process clears
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+from edgekd.workdir import Plan, plan, teacher_plan
 
 
 @dataclass
@@ -63,27 +44,21 @@ class Teacher:
 def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) -> Teacher:
     """The given teacher file(s) (several: a `TeacherEnsemble`), or one trained here."""
     check_teachers(cfg, "config")  # again: the Python API may set teachers after load_config
-    files = teacher_files(cfg.teacher)
-    if files:
+    key, stage = teacher_plan(cfg, data, out)
+    if stage is None:
+        files = teacher_files(cfg.teacher)
         model = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
         source = ", ".join(str(f) for f in files)
-        key = sha256(files[0]) if len(files) == 1 else stage_key(*[sha256(f) for f in files])
     else:
-        key = stage_key(  # without the (empty) extra: keys from before it existed still match
-            cfg.teacher.model_dump(mode="json", exclude={"extra"}),
-            cfg.data.model_dump(mode="json"),
-            data.classes,
-            data.fingerprint,
-        )
-        folder = stage_dir(out, "teacher", key, resume)
-        final = folder / "teacher.pt"
-        if final.is_file():
-            model = load_teacher(cfg.teacher.model_copy(update={"path": final}), len(data.classes), cfg.data.input_size)
-            log(f"teacher: reusing {final}")
+        folder = stage.open(resume)
+        if stage.result.is_file():
+            model = load_teacher(cfg.teacher.model_copy(update={"path": stage.result}), len(data.classes),
+                                 cfg.data.input_size)  # fmt: skip
+            log(f"teacher: reusing {stage.result}")
         else:
             model, _ = train_teacher(cfg.teacher, data, folder / "teacher.ckpt")
-            distributed.save(model.state_dict(), final)
-        source = f"{cfg.teacher.arch} trained by edgekd ({final})"
+            distributed.save(model.state_dict(), stage.result)
+        source = f"{cfg.teacher.arch} trained by edgekd ({stage.result})"
     logits, labels = predict(model, data.loader("val"))
     if logits.dim() == 3:  # an ensemble, [images, teachers, classes]: the accuracy of its mean softmax
         logits = logits.softmax(dim=2).mean(dim=1)
@@ -112,88 +87,140 @@ def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False
         return _build(cfg, target_name, out, resume, device)
 
 
-def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, device: str | None) -> dict:
-    check_training(cfg, "config")  # again: the Python API may change settings after load_config
+@dataclass(frozen=True)
+class StageAction:
+    """What `build` would do in one stage (see `StageRun.action`; export onwards always run)."""
+
+    stage: str
+    action: str  # reuse, resume, restart, run, or given (teacher files)
+    where: str
+
+
+def dry_run(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False) -> list[StageAction]:
+    """The stages `build` would run, reuse or resume, found without writing anything to OUT."""
     target = load_target(target_name)
-    ssh_device = parse_device(device) if device else None
-    if ssh_device is None:
-        check_emulation(cfg.verify, target)
-    if ssh_device:
-        ssh_device.check()
+    check_training(cfg, "config")
+    check_emulation(cfg.verify, target)
+    data = load_data(cfg.data)
+    stages = plan(cfg, data, target, out)
+    given = [] if stages.teacher else [StageAction("teacher", "given", ", ".join(map(str, teacher_files(cfg.teacher))))]
+    trained = [StageAction(run.stage, run.action(resume), str(run.folder)) for run in stages.stages()]
+    targets = ", ".join(t.name for t in _host_and(target))
+    after = [
+        StageAction("export", "run", f"{Path(out) / 'artifacts'}: {', '.join(export_config(cfg, target).formats)}"),
+        StageAction("verify", "run", target.name),
+        StageAction("bench", "run", targets),
+        StageAction("report", "run", str(Path(out) / "report.md")),
+    ]
+    return given + trained + after
+
+
+def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, device: str | None) -> dict:
+    target, ssh_device = checked_target(cfg, target_name, device)
     out = Path(out)
     check_writable(out)
     data = load_data(cfg.data)
     log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
     teacher = prepare_teacher(cfg, data, out, resume)
     log(f"teacher: {teacher.source}, val accuracy {teacher.val_accuracy:.2%}")
-
-    distill_key = stage_key(
-        teacher.key,
-        cfg.distill.model_dump(mode="json"),
-        cfg.student.model_dump(mode="json"),
-        cfg.data.model_dump(mode="json"),
-        data.fingerprint,
-    )
-    folder = stage_dir(out, "distill", distill_key, resume)
-    student_path = folder / "student_fp32.pt"
-    # keyed by teacher and data: distill runs with other losses or students reuse it
-    data_key = stage_key(teacher.key, cfg.data.model_dump(mode="json"), data.fingerprint)
-    logits_cache = out / "work" / f"teacher-logits-{data_key}.npy"
-    if not student_path.is_file():
-        distill(cfg.distill, cfg.student, data, teacher.model, folder, logits_cache)
-    student, student_ckpt = load_student(student_path)
-    log(f"student {cfg.student.name}: fp32 val accuracy {student_ckpt['val_accuracy']:.2%}")
-
-    flavour, qat_path = target.int8, None
-    if cfg.quantize.enabled:
-        quantize_key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), flavour.model_dump())
-        folder = stage_dir(out, "quantize", quantize_key, resume)
-        qat_path = folder / "student_int8_qat.pt"
-        if not qat_path.is_file():
-            distill_loss = (cfg.distill.loss, cfg.distill.params)
-            quantize(cfg.quantize, student_path, data, teacher.model, flavour, distill_loss, folder, logits_cache)
+    stages = plan(cfg, data, target, out)
+    train_student(cfg, data, teacher, target, stages, resume)
     if not distributed.is_main():
         return {}  # training is done; rank 0 exports, verifies, benchmarks and reports
 
-    # the references the artifacts must match, on the CPU (CUDA convolutions default to TF32)
-    models = {"fp32": student}
-    references = {"fp32": predict(student, data.loader("val"), torch.device("cpu"))[0]}
-    int8_accuracy, calibration = None, None
-    if qat_path is not None:
-        models["int8"], qat_ckpt = load_quantized(qat_path)
-        calibration = qat_ckpt["calibration"].float().numpy()
-        references["int8"] = predict(models["int8"], data.loader("val"), torch.device("cpu"))[0]
-        int8_accuracy = qat_ckpt["val_accuracy"]
-        log(f"student int8 (QAT, {flavour.activations}/{flavour.weights}): val accuracy {int8_accuracy:.2%}")
-
-    export_cfg = cfg.export
-    if "torch-cuda" in target.runtimes and "torch" not in export_cfg.formats:  # GPUs also run the PyTorch program
-        export_cfg = export_cfg.model_copy(update={"formats": [*export_cfg.formats, "torch"]})
+    trained = load_trained(stages, data)
     artifacts = export(
-        export_cfg, models, student_ckpt["preprocessing"], out / "artifacts", calibration, flavour.model_dump()
+        export_config(cfg, target), trained.models, trained.preprocessing, out / "artifacts", trained.int8
     )
-    checks = verify(cfg.verify, artifacts, references, data, target)
+    checks = verify(cfg.verify, artifacts, trained.references, data, target)
     artifact_facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
+    tables = [
+        target_table(cfg, artifacts, artifact_facts, each, ssh_device if each is target else None)
+        for each in _host_and(target, ssh_device is not None)
+    ]
+    report = write_report(build_facts(cfg, target, data, teacher, trained, artifact_facts, tables), out)
+    fail_on_disagreement(checks, out)
+    return report
 
-    tables = []
-    for each in _host_and(target, ssh_device is not None):
-        on_device = ssh_device if each is target else None
-        rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, each, on_device), on_host=each.runs_on_host())
-        tables.append(
-            {
-                "target": each.name,
-                "measured_on": on_device.name if on_device else None,
-                "description": each.description,
-                "arch": each.arch,
-                "measured": any(r.get("measured") for r in rows),  # estimates are not measurements
-                "threads": cfg.bench.threads or each.threads,
-                "int8": each.int8.model_dump(),
-                "rows": rows,
-                # a target with no board here (arm): each named board's estimate, labelled as such
-                "estimates": [] if on_device else board_estimates(artifacts, each),
-            }
-        )
-    facts = {
+
+def checked_target(cfg: PipelineConfig, target_name: str, device: str | None) -> tuple[Target, SshDevice | None]:
+    """The target, and the board to measure it on; what cannot work stops here, before training."""
+    check_training(cfg, "config")  # again: the Python API may change settings after load_config
+    target = load_target(target_name)
+    ssh_device = parse_device(device) if device else None
+    if ssh_device is None:
+        check_emulation(cfg.verify, target)
+    else:
+        ssh_device.check()
+    return target, ssh_device
+
+
+def train_student(cfg: PipelineConfig, data: Data, teacher: Teacher, target: Target, stages: Plan, resume: bool):
+    """Distillation, then quantization-aware training with the distillation loss still on;
+    each stage reused when finished, resumed from its checkpoint when interrupted."""
+    folder = stages.distill.open(resume)
+    if not stages.distill.result.is_file():
+        distill(cfg.distill, cfg.student, data, teacher.model, folder, stages.logits_cache)
+    if stages.quantize is not None:
+        folder = stages.quantize.open(resume)
+        if not stages.quantize.result.is_file():
+            distill_loss = (cfg.distill.loss, cfg.distill.params)
+            quantize(cfg.quantize, stages.distill.result, data, teacher.model, target.int8, distill_loss, folder,
+                     stages.logits_cache)  # fmt: skip
+
+
+@dataclass
+class Trained:
+    """The trained students, and the CPU logits their artifacts must match."""
+
+    models: dict[str, nn.Module]  # by precision: fp32, int8
+    references: dict[str, torch.Tensor]
+    preprocessing: dict
+    val_accuracy: dict[str, float | None]
+    int8: Int8Inputs | None  # what the int8 export needs
+
+
+def load_trained(stages: Plan, data: Data) -> Trained:
+    student, ckpt = load_student(stages.distill.result)
+    log(f"student {ckpt.arch}: fp32 val accuracy {ckpt.val_accuracy:.2%}")
+    # on the CPU: CUDA convolutions default to TF32, which the artifacts do not reproduce
+    cpu = torch.device("cpu")
+    trained = Trained({"fp32": student}, {"fp32": predict(student, data.loader("val"), cpu)[0]},
+                      ckpt.preprocessing, {"fp32": ckpt.val_accuracy, "int8": None}, None)  # fmt: skip
+    if stages.quantize is not None:
+        trained.models["int8"], qat = load_quantized(stages.quantize.result)
+        trained.int8 = Int8Inputs(qat.calibration_array(), qat.int8)
+        trained.references["int8"] = predict(trained.models["int8"], data.loader("val"), cpu)[0]
+        trained.val_accuracy["int8"] = qat.val_accuracy
+        flavour = qat.int8
+        log(f"student int8 (QAT, {flavour.activations}/{flavour.weights}): val accuracy {qat.val_accuracy:.2%}")
+    return trained
+
+
+def export_config(cfg: PipelineConfig, target: Target):
+    if "torch-cuda" in target.runtimes and "torch" not in cfg.export.formats:  # GPUs also run the PyTorch program
+        return cfg.export.model_copy(update={"formats": [*cfg.export.formats, "torch"]})
+    return cfg.export
+
+
+def target_table(cfg: PipelineConfig, artifacts, artifact_facts: list[dict], target: Target, on_device) -> dict:
+    rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, target, on_device), on_host=target.runs_on_host())
+    return {
+        "target": target.name,
+        "measured_on": on_device.name if on_device else None,
+        "description": target.description,
+        "arch": target.arch,
+        "measured": any(r.get("measured") for r in rows),  # estimates are not measurements
+        "threads": cfg.bench.threads or target.threads,
+        "int8": target.int8.model_dump(),
+        "rows": rows,
+        # a target with no board here (arm): each named board's estimate, labelled as such
+        "estimates": [] if on_device else board_estimates(artifacts, target),
+    }
+
+
+def build_facts(cfg, target: Target, data: Data, teacher: Teacher, trained: Trained, artifact_facts, tables) -> dict:
+    return {
         "target": target.name,
         "edgekd_version": _version(),
         "config": cfg.model_dump(mode="json"),
@@ -208,22 +235,24 @@ def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, devic
         "teacher": {"source": teacher.source, "val_accuracy": teacher.val_accuracy},
         "student": {
             "arch": cfg.student.name,
-            "val_accuracy_fp32": student_ckpt["val_accuracy"],
-            "val_accuracy_int8": int8_accuracy,
+            "val_accuracy_fp32": trained.val_accuracy["fp32"],
+            "val_accuracy_int8": trained.val_accuracy["int8"],
         },
         "artifacts": artifact_facts,
         "tables": tables,
     }
-    report = write_report(facts, out)
+
+
+def fail_on_disagreement(checks, out: Path) -> None:
+    """After the report is written, so that the failing artifact's figures can be read."""
     failed = [c for c in checks if not c.passed]
     if failed:
         worst = failed[0]
-        raise EdgekdError(
+        raise VerificationFailed(
             f"artifact {worst.artifact} agrees with its PyTorch model on {worst.agreement:.2%} of validation "
             f"images, below the required {worst.min_agreement:.2%} (report: {out / 'report.md'}); "
             "lower verify.min_agreement_* only if that loss is acceptable"
         )
-    return report
 
 
 def _version() -> str:

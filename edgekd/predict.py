@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edgekd.errors import EdgekdError
+from edgekd.formats import format_of
 from edgekd.rgb import to_rgb
 
 KEYS = ("classes", "input_size", "layout", "channel_order", "resize", "scale", "mean", "std", "image_rules")
@@ -45,12 +46,14 @@ class PredictConfig(BaseModel):
     threads: int = Field(2, ge=1)
 
 
+PREDICTS = ("onnx", "openvino")  # formats that carry the preprocessing metadata predict reads
+
+
 def runtime_of(artifact: Path) -> str:
-    if artifact.suffix == ".onnx":
-        return "onnxruntime"
-    if artifact.suffix == ".xml":
-        return "openvino"
-    raise EdgekdError(f"{artifact}: expected an .onnx file or an OpenVINO .xml file")
+    fmt = format_of(artifact)
+    if fmt.name not in PREDICTS:
+        raise EdgekdError(f"{artifact}: edgekd predict runs {' or '.join(PREDICTS)} artifacts, not {fmt.title}")
+    return fmt.runtime
 
 
 def _raw_metadata(artifact: Path) -> dict[str, str]:

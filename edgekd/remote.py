@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd.errors import EdgekdError
+from edgekd.formats import format_of
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # the device gets this instead of edgekd/__init__.py, which would look for the rest of edgekd
@@ -154,8 +155,7 @@ class Session:
     def measure(self, artifact_path: str, runtime: str, threads: int, warmup: int, runs: int) -> dict:
         """The JSON of `python -m edgekd.runtime` on the device, with status, as bench rows hold it."""
         path = Path(artifact_path)
-        # an OpenVINO model is its folder (model.xml + model.bin)
-        local = path.parent if path.suffix == ".xml" else path
+        local = path.parent if format_of(path).folder else path  # OpenVINO IR: model.xml + model.bin
         self.device.copy(local, self.folder, self.timeout_s)
         remote = f"{local.name}/{path.name}" if local != path else path.name
         args = f"-m edgekd.runtime {shlex.quote(remote)} --runtime {shlex.quote(runtime)}"

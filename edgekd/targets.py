@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from edgekd.costmodel import CostModel
 from edgekd.errors import EdgekdError
 from edgekd.registry import did_you_mean
+from edgekd.validation import explain
 
 TARGETS_DIR = Path(os.environ.get("EDGEKD_TARGETS", Path(__file__).resolve().parents[1] / "targets"))
 
@@ -63,8 +64,6 @@ def load_target(name_or_path: str) -> Target:
     except tomllib.TOMLDecodeError as e:
         raise EdgekdError(f"target file {path} is not valid TOML: {e}") from None
     except ValidationError as e:
-        from edgekd.config import explain  # here: edgekd.config imports the stages, which import this module
-
         raise explain(e, f"target file {path}", Target) from None
 
 

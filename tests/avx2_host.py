@@ -17,7 +17,7 @@ from torch.utils.data import TensorDataset
 
 from edgekd.config import DataConfig
 from edgekd.data import Data
-from edgekd.stages.export import Artifact
+from edgekd.formats import Artifact
 from edgekd.stages.verify import VerifyConfig, verify
 from edgekd.targets import load_target
 

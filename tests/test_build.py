@@ -89,3 +89,35 @@ def test_rerun_reuses_finished_stages(built):
     assert "teacher: reusing" in second.stderr
     assert "distill" not in second.stderr.split("student ")[0]  # no training bar before the student line
     assert "quantization-aware training" not in second.stderr
+
+
+def test_dry_run_says_what_a_rerun_reuses_and_a_changed_setting_reruns(built):
+    out = built[0]
+    config = out.parent / "tiny.toml"
+    stamp = (out / "report.json").stat().st_mtime_ns
+
+    def dry_run(*sets: str) -> dict[str, str]:
+        command = ["build", "--target", "arm", "--config", str(config), "--out", str(out), "--dry-run", "--json"]
+        done = subprocess.run([sys.executable, "-m", "edgekd", *command, *sets], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        plan = json.loads(done.stdout)  # stdout is the JSON alone: progress went to stderr
+        return {stage["stage"]: stage["action"] for stage in plan["stages"]}
+
+    assert dry_run() == {"teacher": "reuse", "distill": "reuse", "quantize": "reuse"} | {
+        "export": "run", "verify": "run", "bench": "run", "report": "run"
+    }  # fmt: skip
+    changed = dry_run("--set", "quantize.calibration_samples=16")
+    assert (changed["teacher"], changed["distill"], changed["quantize"]) == ("reuse", "reuse", "run")
+    assert dry_run("--set", "distill.params.temperature=2.0")["distill"] == "run"
+    assert (out / "report.json").stat().st_mtime_ns == stamp, "a dry run wrote to --out"
+
+
+def test_report_json_and_tables_go_to_stdout(built):
+    out = built[0]
+    done = subprocess.run(
+        [sys.executable, "-m", "edgekd", "report", str(out), "--json"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and json.loads(done.stdout) == json.loads((out / "report.json").read_text())
+    tables = subprocess.run([sys.executable, "-m", "edgekd", "report", str(out)], capture_output=True, text=True)
+    assert "host (measured)" in tables.stdout and "onnx-int8" in tables.stdout
+    assert "host (measured)" not in tables.stderr

@@ -55,7 +55,7 @@ def test_pure_method_trains_its_own_models_without_the_teacher(tmp_path, data, l
     path = distill(config(loss, params), STUDENT, data, teacher, tmp_path, cache)
     assert teacher.calls == 0 and not cache.exists()  # neither run nor cached: no teacher term
     student, ckpt = load_student(path)
-    assert set(ckpt["state_dict"]) == clean_student_keys()  # the student carries no peer or head
+    assert set(ckpt.state_dict) == clean_student_keys()  # the student carries no peer or head
     # the loss's own models are checkpointed with the student (exactly them: a strict load) ...
     state = load_checkpoint(tmp_path / "distill.ckpt")
     own = create_loss(loss, params, StudentSpec(STUDENT.name, 3, True, 8))
@@ -84,7 +84,7 @@ def test_born_again_generations_teach_each_other_and_resume(tmp_path, data):
     gen1_logits = np.load(tmp_path / f"teacher-logits-{sha256(first)[:12]}.npy")
     assert np.allclose(gen1_logits, predict(gen1, data.loader("train"))[0].numpy(), atol=1e-5)
     assert np.allclose(np.load(cache), predict(teacher, data.loader("train"))[0].numpy(), atol=1e-5)
-    assert set(load_student(final)[1]["state_dict"]) == clean_student_keys()
+    assert set(load_student(final)[1].state_dict) == clean_student_keys()
 
     # an interrupted run: generation 1 finished, generation 2 not; the rerun trains only generation 2
     first_sum, calls = sha256(first), teacher.calls

@@ -19,7 +19,7 @@ import torch
 from edgekd import emulation
 from edgekd.errors import EdgekdError
 from edgekd.runtime import open_session, runtime_version
-from edgekd.stages.export import ExportConfig, export
+from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 from tests.test_export import PREPROCESSING, SIZE, trained_like
@@ -37,8 +37,7 @@ def int8_for_arm(model, folder):
         {"int8": quantized},
         PREPROCESSING,
         folder,
-        torch.cat(calibration).numpy(),
-        flavour.model_dump(),
+        Int8Inputs(torch.cat(calibration).numpy(), flavour),
     )
     return quantized, artifacts
 

@@ -12,7 +12,7 @@ import torch
 
 from edgekd.models import create_model
 from edgekd.runtime import open_session
-from edgekd.stages.export import ExportConfig, export
+from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.stages.quantize import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 
@@ -79,9 +79,8 @@ def test_int8_export_is_integer_in_both_runtimes_and_matches_fake_quant(images, 
     quantized = qdq_export_mode(insert_fake_quant(model, load_target("x86").int8, calibration)).eval()
     with torch.no_grad():
         expected = quantized(torch.from_numpy(images)).numpy()
-    flavour = load_target("x86").int8.model_dump()
-    calibration = torch.cat(calibration).numpy()
-    artifacts = export(ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, calibration, flavour)
+    int8 = Int8Inputs(torch.cat(calibration).numpy(), load_target("x86").int8)
+    artifacts = export(ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, int8)
     onnx_int8, ov_int8 = artifacts
     ops = {n.op_type for n in onnx.load(onnx_int8.path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "BatchNormalization" not in ops
@@ -104,7 +103,7 @@ def test_int8_squeeze_excitation_convolutions_run_in_int8(tmp_path):
     quantized = qdq_export_mode(insert_fake_quant(trained_like("mobilenet_v3_small"), flavour, calibration)).eval()
     calibration = torch.cat(calibration).numpy()
     for artifact in export(
-        ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, calibration, flavour.model_dump()
+        ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, Int8Inputs(calibration, flavour)
     ):
         executed = open_session(artifact.runtime, artifact.path, 2).executed_precision()
         assert executed["int8_convs"] == executed["convs"] == 52, (artifact.runtime, executed)

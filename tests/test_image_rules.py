@@ -12,9 +12,9 @@ from PIL import Image
 from edgekd.data import DataConfig, eval_transform
 from edgekd.images import load_rgb
 from edgekd.predict import preprocess, read_preprocessing
+from edgekd.reporting.snippet import _code
 from edgekd.rgb import IMAGE_RULES
 from edgekd.stages.export import ExportConfig, export
-from edgekd.stages.snippet import _code
 from tests.bad_inputs import bad_input
 from tests.test_export import PREPROCESSING, SIZE
 

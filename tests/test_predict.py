@@ -83,7 +83,7 @@ def test_predict_bad_inputs_are_one_line_errors(exported, tmp_path):
     bare = tmp_path / "bare.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 2, 1), torch.zeros(1, 3, 4, 4), str(bare), dynamo=False)
     assert_one_line_error(edgekd("predict", str(bare), str(images[0])), "no preprocessing metadata")
-    assert_one_line_error(edgekd("predict", str(images[0]), str(images[0])), "expected an .onnx file")
+    assert_one_line_error(edgekd("predict", str(images[0]), str(images[0])), "not a file edgekd exports", "ONNX: .onnx")
 
 
 def test_predict_runs_without_torch_installed(exported):

@@ -18,9 +18,10 @@ from PIL import Image
 
 from edgekd.data import DataConfig, load_data
 from edgekd.environment import environment
+from edgekd.reporting.tables import pareto, recommend, table_rows
 from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
-from edgekd.stages.report import pareto, recommend, table_rows, write_report
+from edgekd.stages.report import write_report
 from edgekd.stages.verify import VerifyConfig, verify
 from edgekd.targets import host_target
 from edgekd.train import predict

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from edgekd.environment import environment
-from edgekd.stages.report import summary
+from edgekd.reporting.text import summary
 from tests.bad_inputs import bad_input
 from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error

@@ -29,6 +29,9 @@ class StudentSpec:
     input_size: int  # side of the training images
 
 
+SCHEDULES_DONE = 10**6  # an epoch past every warm-up and schedule a loss config can set
+
+
 class DistillLoss(nn.Module):
     """Maps a batch's student logits, teacher logits and labels to a scalar loss.
 
@@ -50,6 +53,11 @@ class DistillLoss(nn.Module):
         self.config = config
         self.epoch = 0
         self.spec: StudentSpec | None = None
+
+    def skip_schedules(self) -> None:
+        """Every warm-up and schedule at its end value, for fine-tuning a student that is
+        already distilled (QAT): the epoch is set past any schedule's length."""
+        self.epoch = SCHEDULES_DONE
 
     def require_spec(self, name: str) -> StudentSpec:
         if self.spec is None:

@@ -25,11 +25,11 @@ from edgekd.costmodel import (
     why_not_estimated,
 )
 from edgekd.errors import EdgekdError
+from edgekd.formats import Artifact
+from edgekd.gpu_bench import bench_gpu
 from edgekd.progress import log, progress
 from edgekd.remote import SshDevice
 from edgekd.runtime import runtime_version
-from edgekd.stages.bench_gpu import bench_gpu
-from edgekd.stages.export import Artifact
 from edgekd.targets import Target, load_target, target_names
 
 

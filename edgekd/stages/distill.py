@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edgekd import distributed
+from edgekd.checkpoints import StudentCheckpoint
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, sha256
@@ -76,28 +77,10 @@ def distillation_step(loss: DistillLoss, teacher: nn.Module, cache: np.ndarray |
     return step
 
 
-def save_student(model: nn.Module, student: StudentConfig, data: Data, path: Path, **extra: Any) -> Path:
-    """A student checkpoint: weights plus everything needed to rebuild and preprocess for it."""
-    distributed.save(
-        {
-            "arch": student.name,
-            "small_input": student.small_input,
-            "num_classes": len(data.classes),
-            "preprocessing": data.preprocessing(),
-            "state_dict": model.state_dict(),
-            **extra,
-        },
-        path,
-    )
-    return path
-
-
-def load_student(path: Path) -> tuple[nn.Module, dict]:
-    from edgekd.train import load_checkpoint
-
-    ckpt = load_checkpoint(path)
-    model = create_model(ckpt["arch"], ckpt["num_classes"], ckpt["small_input"])
-    model.load_state_dict(ckpt["state_dict"])
+def load_student(path: Path) -> tuple[nn.Module, StudentCheckpoint]:
+    ckpt = StudentCheckpoint.load(path)
+    model = create_model(ckpt.arch, ckpt.num_classes, ckpt.small_input)
+    model.load_state_dict(ckpt.state_dict)
     return model.eval(), ckpt
 
 
@@ -131,6 +114,51 @@ def distill(
     return path
 
 
+def train_with_teacher(
+    model: nn.Module,
+    loss: DistillLoss,
+    teacher: nn.Module,
+    data: Data,
+    train: TrainConfig,
+    label: str,
+    checkpoint: Path,
+    logits_cache: Path | None,
+    schedules: bool = True,
+    mixed_precision: bool = True,
+) -> float:
+    """The one distillation training loop, for distill and for QAT: attaches `loss` to both
+    models, trains `model` (resuming from `checkpoint`), detaches, returns the val accuracy.
+    `schedules`: the loss's warm-ups and schedules follow the epochs; False starts them at their
+    end (a student already distilled). `label` may hold `{cached}`, filled when the teacher's
+    logits come from `logits_cache`."""
+    loss.attach(model, teacher)
+    teacher.eval()
+    if not schedules:
+        loss.skip_schedules()
+    cached = use_cache(loss, data) and logits_cache is not None
+    with distributed.main_first():  # rank 0 computes the cache, the others read it
+        cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
+
+    def set_epoch(epoch: int) -> None:
+        loss.epoch = epoch
+
+    fit(
+        model,
+        data.loader("train", shuffle=True, with_index=cached),
+        distillation_step(loss, teacher, cache),
+        train,
+        label.format(cached=", cached teacher" if cached else ""),
+        checkpoint=checkpoint,
+        on_epoch=set_epoch if schedules else None,
+        extra=loss,
+        teacher=teacher,
+        mixed_precision=mixed_precision,
+        seed=data.config.seed,
+    )
+    loss.detach()
+    return accuracy(*predict(model, data.loader("val")))
+
+
 def _distill_one(
     cfg: DistillConfig,
     student: StudentConfig,
@@ -144,29 +172,15 @@ def _distill_one(
     spec = StudentSpec(student.name, len(data.classes), student.small_input, data.config.input_size)
     model = create_model(student.name, len(data.classes), student.small_input)
     loss = create_loss(cfg.loss, cfg.params, spec)
-    loss.attach(model, teacher)
-    teacher.eval()
-    cached = use_cache(loss, data) and logits_cache is not None
-    with distributed.main_first():  # rank 0 computes the cache, the others read it
-        cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
-
-    def set_epoch(epoch: int) -> None:
-        loss.epoch = epoch
-
-    fit(
-        model,
-        data.loader("train", shuffle=True, with_index=cached),
-        distillation_step(loss, teacher, cache),
-        cfg.train,
-        f"distill {student.name}{generation} ({cfg.loss}{', cached teacher' if cached else ''})",
-        checkpoint=checkpoint,
-        on_epoch=set_epoch,
-        extra=loss,
-        teacher=teacher,
-        seed=data.config.seed,
-    )
-    loss.detach()
-    val_accuracy = accuracy(*predict(model, data.loader("val")))
+    label = f"distill {student.name}{generation} ({cfg.loss}{{cached}})"
+    val_accuracy = train_with_teacher(model, loss, teacher, data, cfg.train, label, checkpoint, logits_cache)
     if generation:
         log(f"distill{generation}: val accuracy {val_accuracy:.2%}")
-    save_student(model, student, data, path, val_accuracy=val_accuracy)
+    StudentCheckpoint(
+        arch=student.name,
+        num_classes=len(data.classes),
+        small_input=student.small_input,
+        preprocessing=data.preprocessing(),
+        state_dict=model.state_dict(),
+        val_accuracy=val_accuracy,
+    ).save(path)

@@ -1,7 +1,7 @@
 """Export to ONNX and OpenVINO IR, fp32 and int8, with the metadata an app needs.
 
-One table of formats drives export, verification and benchmarking: each format names the
-runtime that runs it and the small function that converts the PyTorch model to it.
+`edgekd.formats.FORMATS` says what each format is; here each has one small converter,
+`torch2<format>`, in `CONVERTERS`.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import io
 import json
 import tempfile
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,22 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.io import atomic_path, sha256, size_mb
+from edgekd.formats import FORMATS, Artifact, artifact_of
+from edgekd.io import atomic_path
 from edgekd.qdq import fold_weight_quantizers, for_onnxruntime
-
-
-@dataclass
-class Artifact:
-    name: str
-    format: str
-    precision: str
-    runtime: str
-    path: str
-    size_mb: float
-    sha256: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from edgekd.targets import Int8Flavour
 
 
 def metadata(preprocessing: dict, precision: str) -> dict[str, str]:
@@ -84,20 +72,28 @@ def _save_onnx(proto, dest: Path, meta: dict[str, str]) -> Path:
     return dest
 
 
-def torch2onnx(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, calibration=None) -> Path:
+@dataclass(frozen=True)
+class Int8Inputs:
+    """What an int8 export needs beside the model."""
+
+    calibration: np.ndarray  # a few normalized training images, NCHW
+    flavour: Int8Flavour  # the target's int8 scheme, which the model was trained for
+
+
+def torch2onnx(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8: Int8Inputs | None = None):
     """ONNX for onnxruntime. An int8 model is laid out for onnxruntime's integer kernels, its
-    QAT-trained weights kept (`edgekd.qdq.for_onnxruntime`; `calibration`: a few training images)."""
+    QAT-trained weights kept (`edgekd.qdq.for_onnxruntime`)."""
     proto = _onnx(model, meta, cfg)
     if meta["precision"] == "int8":
-        if calibration is None:
-            raise EdgekdError("exporting int8 to ONNX needs calibration images; pass calibration=")
-        flavour = json.loads(meta["int8"])
-        batches = [np.asarray(image[None], np.float32) for image in calibration]
-        proto = for_onnxruntime(proto, batches, flavour["activations"], flavour["per_channel"], flavour["reduce_range"])
+        if int8 is None:
+            raise EdgekdError("exporting int8 to ONNX needs calibration images and the int8 scheme; pass int8=")
+        batches = [np.asarray(image[None], np.float32) for image in int8.calibration]
+        f = int8.flavour
+        proto = for_onnxruntime(proto, batches, f.activations, f.per_channel, f.reduce_range)
     return _save_onnx(proto, dest, meta)
 
 
-def torch2openvino(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, calibration=None) -> Path:
+def torch2openvino(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
     """OpenVINO IR, through ONNX in the exporter's own layout: OpenVINO fuses NNCF's Q/DQ
     placement into int8 kernels as it is."""
     import openvino as ov
@@ -114,7 +110,7 @@ def torch2openvino(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Expo
     return dest / "model.xml"
 
 
-def torch2pt2(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, calibration=None) -> Path:
+def torch2pt2(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
     """A `torch.export` program: runs with torch alone (no edgekd model code), on GPUs too."""
     example = torch.zeros(2, 3, *json.loads(meta["input_size"]))  # batch 2: 1 would be specialized
     program = torch.export.export(
@@ -127,20 +123,13 @@ def torch2pt2(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportCon
     return dest
 
 
-@dataclass(frozen=True)
-class Format:
-    runtime: str
-    suffix: str
-    convert: Callable[..., Path]  # (model, dest, metadata, ExportConfig, calibration) -> path
-    precisions: tuple[str, ...] = ("fp32", "int8")
-
-
-FORMATS: dict[str, Format] = {
-    "onnx": Format("onnxruntime", ".onnx", torch2onnx),
-    "openvino": Format("openvino", "_openvino", torch2openvino),
-    # for GPUs (runtime torch-cuda); fp32 only: fp16 is a load-time choice, and GPU int8 goes through ONNX
-    "torch": Format("torch", ".pt2", torch2pt2, precisions=("fp32",)),
+# each format's converter, by its name in `edgekd.formats.FORMATS`
+CONVERTERS: dict[str, Callable[..., Path]] = {  # (model, dest, metadata, ExportConfig, Int8Inputs) -> path
+    "onnx": torch2onnx,
+    "openvino": torch2openvino,
+    "torch": torch2pt2,
 }
+assert CONVERTERS.keys() == FORMATS.keys(), "a format without a converter, or a converter without a format"
 
 
 def export(
@@ -148,33 +137,22 @@ def export(
     models: dict[str, nn.Module],
     preprocessing: dict,
     out_dir: Path,
-    calibration: np.ndarray | None = None,
-    int8: dict | None = None,
+    int8: Int8Inputs | None = None,
 ) -> list[Artifact]:
-    """Exports each model (keyed by precision: fp32, int8) to every configured format.
-    An int8 model needs `calibration` (a few normalized training images, NCHW) and its flavour
-    `int8` (activations, per_channel, reduce_range: `Int8Flavour.model_dump()`)."""
+    """Exports each model (keyed by precision: fp32, int8) to every configured format; an int8
+    model needs `int8`. Its scheme goes into the metadata too, as JSON, for apps."""
     unknown = [f for f in cfg.formats if f not in FORMATS]
     if unknown:
         raise EdgekdError(f"unknown export format {unknown}; choose from: {', '.join(FORMATS)}")
     artifacts = []
     for precision, model in models.items():
-        meta = metadata(preprocessing, precision) | ({"int8": json.dumps(int8)} if precision == "int8" else {})
+        meta = metadata(preprocessing, precision)
+        if precision == "int8" and int8 is not None:
+            meta["int8"] = json.dumps(int8.flavour.model_dump())
         for name in cfg.formats:
             fmt = FORMATS[name]
             if precision not in fmt.precisions:
                 continue
-            path = fmt.convert(model, out_dir / f"student_{precision}{fmt.suffix}", meta, cfg, calibration)
-            whole = path.parent if path.parent.name.endswith(fmt.suffix) else path
-            artifacts.append(
-                Artifact(
-                    name=f"{name}-{precision}",
-                    format=name,
-                    precision=precision,
-                    runtime=fmt.runtime,
-                    path=str(path),
-                    size_mb=round(size_mb(whole), 3),
-                    sha256=sha256(whole),
-                )
-            )
+            path = CONVERTERS[name](model, out_dir / f"student_{precision}{fmt.suffix}", meta, cfg, int8)
+            artifacts.append(replace(artifact_of(path), name=f"{name}-{precision}"))
     return artifacts

@@ -20,14 +20,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from edgekd import compute, distributed
+from edgekd import compute
+from edgekd.checkpoints import QatCheckpoint
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.losses import create_loss
 from edgekd.models import create_model
-from edgekd.stages.distill import distillation_step, load_student, teacher_logits_cache, use_cache
+from edgekd.stages.distill import load_student, train_with_teacher
 from edgekd.targets import Int8Flavour
-from edgekd.train import TrainConfig, accuracy, fit, load_checkpoint, predict
+from edgekd.train import TrainConfig
 
 EXPORT_CALIBRATION = 32  # images kept in the QAT checkpoint for the export
 
@@ -130,15 +131,15 @@ def _check_cuda_kernels() -> None:
         ) from None
 
 
-def load_quantized(path: Path) -> tuple[nn.Module, dict]:
+def load_quantized(path: Path) -> tuple[nn.Module, QatCheckpoint]:
     """Rebuilds the fake-quantized student saved by `quantize`."""
     import nncf.torch
 
     _quiet_nncf()
-    ckpt = load_checkpoint(path)
-    model = fold_batchnorm(create_model(ckpt["arch"], ckpt["num_classes"], ckpt["small_input"]))
-    model = nncf.torch.load_from_config(model, ckpt["nncf_config"])
-    model.load_state_dict(ckpt["state_dict"])
+    ckpt = QatCheckpoint.load(path)
+    model = fold_batchnorm(create_model(ckpt.arch, ckpt.num_classes, ckpt.small_input))
+    model = nncf.torch.load_from_config(model, ckpt.nncf_config)
+    model.load_state_dict(ckpt.state_dict)
     return qdq_export_mode(model).eval(), ckpt
 
 
@@ -182,31 +183,22 @@ def quantize(
     calibration = calibration_images(data, cfg.calibration_samples)
     model = insert_fake_quant(model, flavour, calibration)
     loss = create_loss(cfg.loss or distill_loss[0], cfg.params if cfg.loss else distill_loss[1]).for_finetuning()
-    loss.attach(model, teacher)
-    loss.epoch = 10**6  # past any warm-up: the student is already distilled
-    cached = use_cache(loss, data) and logits_cache is not None
-    with distributed.main_first():
-        cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
-    fit(
-        model,
-        data.loader("train", shuffle=True, with_index=cached),
-        distillation_step(loss, teacher, cache),
-        cfg.train,
-        "quantization-aware training",
-        checkpoint=out_dir / "quantize.ckpt",
-        extra=loss,
-        teacher=teacher,
-        mixed_precision=False,  # fake quantization in fp32: bf16 cannot hold the 8-bit grid exactly
-        seed=data.config.seed,
+    checkpoint, label = out_dir / "quantize.ckpt", "quantization-aware training"
+    # the student is distilled already: no warm-up; fake quantization in fp32, as bf16 cannot
+    # hold the 8-bit grid exactly
+    val_accuracy = train_with_teacher(
+        model, loss, teacher, data, cfg.train, label, checkpoint, logits_cache, schedules=False, mixed_precision=False
     )
-    loss.detach()
-    val_accuracy = accuracy(*predict(model, data.loader("val")))
     out = out_dir / "student_int8_qat.pt"
-    keep = {k: ckpt[k] for k in ("arch", "small_input", "num_classes", "preprocessing")}
-    state = {"nncf_config": nncf.torch.get_config(model), "state_dict": model.state_dict()}
-    # a few calibration images travel with the model: the ONNX export re-lays its Q/DQ out for
-    # onnxruntime, and tensors NNCF left in float get their ranges from them
-    images = torch.cat(calibration)[:EXPORT_CALIBRATION].half()
-    extra = {"int8": flavour.model_dump(), "val_accuracy": val_accuracy, "calibration": images}
-    distributed.save(keep | state | extra, out)
+    QatCheckpoint(
+        arch=ckpt.arch,
+        num_classes=ckpt.num_classes,
+        small_input=ckpt.small_input,
+        preprocessing=ckpt.preprocessing,
+        state_dict=model.state_dict(),
+        val_accuracy=val_accuracy,
+        nncf_config=nncf.torch.get_config(model),
+        int8=flavour,
+        calibration=torch.cat(calibration)[:EXPORT_CALIBRATION].half(),
+    ).save(out)
     return out

@@ -13,7 +13,6 @@ fails. A disagreement seen only on this host's kernels is then a note, not a fai
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -24,8 +23,9 @@ from edgekd import emulation
 from edgekd.data import Data
 from edgekd.environment import cpu_name
 from edgekd.errors import EdgekdError
+from edgekd.formats import Artifact
+from edgekd.reporting.schema import Verification
 from edgekd.runtime import open_session
-from edgekd.stages.export import Artifact
 from edgekd.targets import Target
 
 EMULATED_RUNTIMES = ("onnxruntime", "openvino")
@@ -44,28 +44,6 @@ class VerifyConfig(BaseModel):
         "auto",
         description="aarch64 targets: run the artifacts on ARM's kernels under qemu; auto = when qemu is installed",
     )
-
-
-@dataclass
-class Verification:
-    artifact: str
-    # how the target's figures were obtained: "runtime" (this host is the target), "emulated",
-    # "reference" (the artifact's reference semantics) or "not verified"
-    method: Literal["runtime", "emulated", "reference", "not verified"]
-    checked_by: str  # the same, in words, with the reason when not verified
-    accuracy: float | None  # on the target; None when not verified
-    agreement: float | None
-    min_agreement: float
-    passed: bool  # judged on the target's figures; an unverified artifact never fails
-    reference_accuracy: float  # of the PyTorch model
-    host_accuracy: float  # the artifact in its runtime on this host
-    host_agreement: float
-    max_abs_logit_diff: float | None
-    images: int = 0  # validation images behind the target's figures
-    note: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def validation_arrays(data: Data) -> tuple[np.ndarray, np.ndarray]:

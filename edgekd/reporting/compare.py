@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgekd.stages.report import row_name
+from edgekd.reporting.tables import row_name
 
 
 def _rows(report: dict) -> dict[tuple[str, str], dict]:

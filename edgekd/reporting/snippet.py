@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from edgekd.predict import Preprocessing, read_preprocessing
+from edgekd.reporting.tables import row_name
 from edgekd.rgb import to_rgb
-from edgekd.stages.report import row_name
 
 META_KEYS = ("classes", "input_size", "scale", "mean", "std")
 RESAMPLING = {"bilinear": "Image.Resampling.BILINEAR", "bicubic": "Image.Resampling.BICUBIC"}

@@ -7,7 +7,8 @@ import base64
 from html import escape
 from pathlib import Path
 
-from edgekd.stages.report import (
+from edgekd.reporting.tables import row_name
+from edgekd.reporting.text import (
     COLUMNS,
     cell,
     estimate_grid,
@@ -15,7 +16,6 @@ from edgekd.stages.report import (
     facts_notes,
     heading,
     recommendation,
-    row_name,
     summary,
 )
 

@@ -6,8 +6,8 @@ onnxruntime-gpu, the rows are "not run" with the reason, never numbers."""
 from __future__ import annotations
 
 from edgekd.errors import EdgekdError
+from edgekd.formats import Artifact
 from edgekd.runtime import runtime_version
-from edgekd.stages.export import Artifact
 from edgekd.targets import Target
 
 # runtime -> the artifact format it runs, and its variants (session options)
