@@ -46,9 +46,9 @@ from edgekd.train import TrainConfig, accuracy, predict
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CIFAR = {"input_size": 32, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}
 METHODS = {  # reference.md section 1
-    "alone": ("kd", {"alpha": 0.0}),
-    "kd": ("kd", {"temperature": 4.0, "alpha": 0.9}),
-    "dkd": ("dkd", {"alpha": 1.0, "beta": 8.0, "temperature": 4.0}),
+    "alone": ("kd", {"ce_weight": 1.0, "kd_weight": 0.0}),
+    "kd": ("kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}),
+    "dkd": ("dkd", {"tckd_weight": 1.0, "nckd_weight": 8.0, "temperature": 4.0}),
 }
 
 

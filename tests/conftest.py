@@ -62,7 +62,7 @@ name = "{student}"
 
 [distill]
 loss = "kd"
-params = {{ temperature = 4.0, alpha = 0.9 }}
+params = {{ temperature = 4.0, ce_weight = 0.1, kd_weight = 0.9 }}
 train = {{ epochs = 1, lr = 0.003, optimizer = "adamw" }}
 
 [quantize]

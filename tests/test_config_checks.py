@@ -17,7 +17,12 @@ from tests.test_cli_errors import assert_one_line_error, edgekd
     "toml, fragments",
     [
         ("[distill]\nparams = { temperature = 0.0 }", ["distill: loss 'kd' option 'temperature'", "greater than 0"]),
-        ("[distill]\nparams = { alpha = 1.5 }", ["distill: loss 'kd' option 'alpha'", "less than or equal to 1"]),
+        ("[distill]\nparams = { kd_weight = -1.0 }", ["loss 'kd' option 'kd_weight'", "greater than or equal to 0"]),
+        (
+            "[distill]\nparams = { alpha = 0.9 }",
+            ["distill: loss 'kd' option 'alpha' is renamed", "alpha = 0.9: ce_weight = 0.1, kd_weight = 0.9"],
+        ),
+        ("[distill]\nloss = 'dkd'\nparams = { beta = 4.0 }", ["option 'beta' is renamed: write nckd_weight"]),
         ("[distill]\nparams = { temprature = 2.0 }", ["unknown option 'temprature'", "did you mean 'temperature'"]),
         ("[quantize]\nloss = 'dk'", ["quantize: unknown distillation loss 'dk'", "did you mean 'dkd'"]),
         ("[student]\nname = 'mobilenet_v9'", ["student.name: unknown model 'mobilenet_v9'"]),

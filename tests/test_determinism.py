@@ -30,7 +30,7 @@ def test_training_twice_gives_the_same_weights(image_folder, tmp_path):
         teacher, _ = train_teacher(TeacherConfig(train=ONE_EPOCH), data, tmp_path / f"teacher{run}.ckpt")
         folder = tmp_path / f"distill{run}"
         folder.mkdir()
-        cfg = DistillConfig(params={"temperature": 4.0, "alpha": 0.9}, train=ONE_EPOCH)
+        cfg = DistillConfig(params={"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}, train=ONE_EPOCH)
         student, _ = load_student(distill(cfg, StudentConfig(name="mobilenet_v2"), data, teacher, folder))
         runs.append((teacher, student))
     assert _same(runs[0][0], runs[1][0])

@@ -67,7 +67,7 @@ def test_pure_method_trains_its_own_models_without_the_teacher(tmp_path, data, l
 
 def test_dml_with_teacher_term_uses_the_cached_teacher(tmp_path, data):
     teacher, cache = CountingTeacher(), tmp_path / "teacher-logits.npy"
-    params = {"peers": ["shufflenet_v2_x0_5"], "teacher_weight": 1.0}
+    params = {"peers": ["shufflenet_v2_x0_5"], "kd_weight": 1.0}
     distill(config("dml", params), STUDENT, data, teacher, tmp_path, cache)
     assert cache.exists() and teacher.calls == len(data.loader("train"))  # one pass fills the cache
     assert "peers.0.stage2.0.branch1.0.weight" in load_checkpoint(tmp_path / "distill.ckpt")["extra"]

@@ -40,7 +40,7 @@ name = "mobilenet_v3_small"
 
 [distill]
 loss = "kd"
-params = { temperature = 4.0, alpha = 0.9 }
+params = { temperature = 4.0, ce_weight = 0.1, kd_weight = 0.9 }
 train = { epochs = 3, lr = 0.003, optimizer = "adamw" }
 
 [quantize]

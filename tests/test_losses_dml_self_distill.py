@@ -64,7 +64,7 @@ def test_dml_two_peers_golden_value_and_gradients():
 
 
 def test_dml_three_peers_with_teacher_golden():
-    loss, _, logits = dml_with({"teacher_weight": 0.5}, [P, Q])  # T = 1, mutual weight 1
+    loss, _, logits = dml_with({"kd_weight": 0.5}, [P, Q])  # T = 1, mutual weight 1
     value = float(loss(logits, tensor(T), torch.tensor(Y)))
     peers = [S, P, Q]
     expected = 0.0
@@ -76,7 +76,7 @@ def test_dml_three_peers_with_teacher_golden():
 
 def test_dml_needs_no_teacher_unless_its_term_is_on():
     assert not create_loss("dml").uses_teacher
-    assert create_loss("dml", {"teacher_weight": 0.1}).uses_teacher
+    assert create_loss("dml", {"kd_weight": 0.1}).uses_teacher
 
 
 @pytest.mark.parametrize("small_input, stride", [(True, (1, 1)), (False, (2, 2))])
@@ -135,7 +135,7 @@ def self_distill_with(params):
 
 
 def test_self_distill_golden_value_and_gradient():
-    loss = self_distill_with({"temperature": 2.0, "alpha": 0.3})
+    loss = self_distill_with({"temperature": 2.0, "head_ce_weight": 0.7, "head_kd_weight": 0.3})
     final = tensor(S[:2]).requires_grad_()
     value = loss(final, None, torch.tensor(Y[:2]))
     pooled = F3.mean(axis=(2, 3))  # both layers pool to the channel means
@@ -151,7 +151,7 @@ def test_self_distill_golden_value_and_gradient():
 
 
 def test_self_distill_teacher_term_golden():
-    loss = self_distill_with({"temperature": 2.0, "alpha": 1.0, "teacher_weight": 0.5})
+    loss = self_distill_with({"temperature": 2.0, "head_ce_weight": 0.0, "head_kd_weight": 1.0, "kd_weight": 0.5})
     value = float(loss(tensor(S[:2]), tensor(T[:2]), torch.tensor(Y[:2])))
     pooled = F3.mean(axis=(2, 3))
     expected = ce(S[:2], Y[:2]) + 0.5 * kd_term(S[:2], T[:2], 2.0)
@@ -199,6 +199,6 @@ def test_self_distill_layer_errors_name_valid_layers():
 def test_qat_fine_tunes_without_the_trained_peers_or_heads(name):
     """QAT would start peers/heads from scratch: it fine-tunes with CE + w * KD, scaled to KD's form."""
     assert not create_loss(name).for_finetuning().uses_teacher  # pure: CE alone, no teacher forward
-    finetune = create_loss(name, {"teacher_weight": 3.0, "temperature": 2.0}).for_finetuning()
+    finetune = create_loss(name, {"kd_weight": 3.0, "temperature": 2.0}).for_finetuning()
     expected = (ce(S, Y) + 3.0 * kd_term(S, T, 2.0)) / 4.0
     assert float(finetune(tensor(S), tensor(T), torch.tensor(Y))) == pytest.approx(expected, abs=1e-5)

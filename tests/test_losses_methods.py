@@ -73,18 +73,20 @@ def run(name, params, s=S, t=T, y=Y, epoch=0):
 def test_kd_golden_literal():
     # T = 1: teacher probs [3/4, 1/4], student [1/2, 1/2]
     kl = 0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)
-    got = run("kd", {"temperature": 1.0, "alpha": 0.5}, s=[[0.0, 0.0]], t=[[math.log(3), 0.0]], y=[0])
+    got = run(
+        "kd", {"temperature": 1.0, "ce_weight": 0.5, "kd_weight": 0.5}, s=[[0.0, 0.0]], t=[[math.log(3), 0.0]], y=[0]
+    )
     assert got == pytest.approx(0.5 * math.log(2) + 0.5 * kl, abs=1e-6)
 
 
 def test_kd_golden_batch():
     expected = 0.3 * ce(S, Y) + 0.7 * kd_term(S, T, 2.0)
-    assert run("kd", {"temperature": 2.0, "alpha": 0.7}) == pytest.approx(expected, abs=1e-5)
+    assert run("kd", {"temperature": 2.0, "ce_weight": 0.3, "kd_weight": 0.7}) == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.parametrize("epoch, temperature", [(0, 4.0), (1, 3.0), (3, 1.0), (5, 1.0)])
 def test_kd_temperature_schedule(epoch, temperature):
-    params = {"temperature": 4.0, "temperature_end": 1.0, "schedule_epochs": 3, "alpha": 1.0}
+    params = {"temperature": 4.0, "temperature_end": 1.0, "schedule_epochs": 3, "ce_weight": 0.0, "kd_weight": 1.0}
     assert run("kd", params, epoch=epoch) == pytest.approx(kd_term(S, T, temperature), abs=1e-5)
 
 
@@ -109,13 +111,17 @@ def test_multi_teacher_golden():
     t2 = [[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0], [2.0, 0.0, 0.0, 1.0]]
     mix = 0.25 * softmax(T, 2.0) + 0.75 * softmax(t2, 2.0)  # weights [1, 3] normalized
     expected = 0.3 * ce(S, Y) + 0.7 * 4.0 * float(kl_rows(mix, softmax(S, 2.0)).mean())
-    got = run("multi_teacher", {"weights": [1, 3], "temperature": 2.0, "alpha": 0.7}, t=stacked(T, t2))
+    got = run(
+        "multi_teacher", {"weights": [1, 3], "temperature": 2.0, "ce_weight": 0.3, "kd_weight": 0.7}, t=stacked(T, t2)
+    )
     assert got == pytest.approx(expected, abs=1e-5)
 
 
 def test_multi_teacher_single_tensor_is_kd():
     expected = 0.3 * ce(S, Y) + 0.7 * kd_term(S, T, 2.0)
-    assert run("multi_teacher", {"temperature": 2.0, "alpha": 0.7}) == pytest.approx(expected, abs=1e-5)
+    assert run("multi_teacher", {"temperature": 2.0, "ce_weight": 0.3, "kd_weight": 0.7}) == pytest.approx(
+        expected, abs=1e-5
+    )
 
 
 def test_multi_teacher_weight_count_mismatch():
@@ -128,7 +134,7 @@ def test_dynamic_teacher_confidence_golden():
     w = w / w.mean()
     kl = 4.0 * kl_rows(softmax(T, 2.0), softmax(S, 2.0))
     expected = 0.2 * ce(S, Y) + 0.8 * float(np.mean(w * kl))
-    got = run("dynamic", {"temperature": 2.0, "alpha": 0.8})
+    got = run("dynamic", {"temperature": 2.0, "ce_weight": 0.2, "kd_weight": 0.8})
     assert got == pytest.approx(expected, abs=1e-5)
 
 
@@ -138,7 +144,7 @@ def test_dynamic_ce_ratio_golden():
     w = 1 - np.exp(-ce_s / ce_t)
     w = w / w.mean()
     expected = 0.2 * ce(S, Y) + 0.8 * float(np.mean(w * 4.0 * kl_rows(softmax(T, 2.0), softmax(S, 2.0))))
-    got = run("dynamic", {"mode": "ce_ratio", "temperature": 2.0, "alpha": 0.8})
+    got = run("dynamic", {"mode": "ce_ratio", "temperature": 2.0, "ce_weight": 0.2, "kd_weight": 0.8})
     assert got == pytest.approx(expected, abs=1e-5)
 
 
@@ -146,7 +152,9 @@ def test_dynamic_all_zero_weights_fall_back_to_plain_kd():
     # the teacher is certain and right on every sample: 1 - p = 0 everywhere -> weights all 1
     s, t, y = [[0.5, 0.0], [0.0, 1.0]], [[100.0, 0.0], [0.0, 100.0]], [0, 1]
     expected = 0.5 * ce(s, y) + 0.5 * kd_term(s, t, 2.0)
-    assert run("dynamic", {"temperature": 2.0, "alpha": 0.5}, s=s, t=t, y=y) == pytest.approx(expected, abs=1e-5)
+    assert run("dynamic", {"temperature": 2.0, "ce_weight": 0.5, "kd_weight": 0.5}, s=s, t=t, y=y) == pytest.approx(
+        expected, abs=1e-5
+    )
 
 
 def test_rkd_on_logits_golden():
@@ -175,10 +183,10 @@ def test_rkd_on_logits_golden():
 
 
 CE_PART = {  # weight of CE in the loss when the student equals the teacher (KD terms vanish)
-    "kd": ({"alpha": 0.7}, 0.3),
+    "kd": ({"ce_weight": 0.3, "kd_weight": 0.7}, 0.3),
     "dkd": ({"ce_weight": 0.5}, 0.5),
-    "multi_teacher": ({"alpha": 0.6, "weights": [1, 2]}, 0.4),
-    "dynamic": ({"alpha": 0.8}, 0.2),
+    "multi_teacher": ({"ce_weight": 0.4, "kd_weight": 0.6, "weights": [1, 2]}, 0.4),
+    "dynamic": ({"ce_weight": 0.2, "kd_weight": 0.8}, 0.2),
     "rkd": ({"ce_weight": 2.0}, 2.0),
 }
 
@@ -221,14 +229,14 @@ def fitnet_with(student, teacher, params, w=W, ft=FT):
 
 
 def test_fitnet_golden():
-    loss = fitnet_with(identity_model(), identity_model(), {"pairs": [["a", "a"]], "weight": 3.0})
+    loss = fitnet_with(identity_model(), identity_model(), {"pairs": [["a", "a"]], "hint_weight": 3.0})
     hint = np.einsum("ck,bkhw->bchw", W, np.array(FS))
     expected = 3.0 * np.mean((hint - np.array(FT)) ** 2)
     assert on_logits(loss) == pytest.approx(expected, abs=1e-5)
 
 
 def test_fitnet_golden_resized():
-    loss = fitnet_with(pooled_model(), identity_model(), {"pairs": [["b", "b"]], "weight": 1.0})
+    loss = fitnet_with(pooled_model(), identity_model(), {"pairs": [["b", "b"]], "hint_weight": 1.0})
     pooled = np.array(FS).mean(axis=(2, 3))  # 2 x 2
     hint = (pooled @ W.T)[:, :, None, None]  # bilinear from 1 x 1 replicates the value
     expected = np.mean((hint - np.array(FT)) ** 2)
@@ -241,7 +249,7 @@ FT4 = np.arange(2 * 2 * 16, dtype=float).reshape(2, 2, 4, 4) % 5 - 2  # teacher 
 
 
 def test_fitnet_golden_bilinear_upsample():
-    loss = fitnet_with(identity_model(), identity_model(), {"pairs": [["a", "a"]], "weight": 1.0}, ft=FT4)
+    loss = fitnet_with(identity_model(), identity_model(), {"pairs": [["a", "a"]], "hint_weight": 1.0}, ft=FT4)
     hint = np.einsum("ck,bkhw->bchw", W, np.array(FS))
     hint = np.einsum("ih,bchw,jw->bcij", UP, hint, UP)
     expected = np.mean((hint - FT4) ** 2)
@@ -262,7 +270,7 @@ def attention(f):
 
 
 def test_at_golden_two_pairs_with_resize():
-    loss = create_loss("at", {"pairs": [["a", "a"], ["b", "b"]], "beta": 1000.0, "ce_weight": 0.0})
+    loss = create_loss("at", {"pairs": [["a", "a"], ["b", "b"]], "at_weight": 1000.0, "ce_weight": 0.0})
     student, teacher = pooled_model(), identity_model()
     loss.attach(student, teacher)
     student(tensor(FS)), teacher(tensor(FT))
@@ -273,7 +281,7 @@ def test_at_golden_two_pairs_with_resize():
 
 
 def test_at_golden_bilinear_upsample():
-    loss = create_loss("at", {"pairs": [["a", "a"]], "beta": 2.0, "ce_weight": 0.0})
+    loss = create_loss("at", {"pairs": [["a", "a"]], "at_weight": 2.0, "ce_weight": 0.0})
     student, teacher = identity_model(), identity_model()
     loss.attach(student, teacher)
     student(tensor(FS)), teacher(tensor(FT4))
@@ -285,7 +293,7 @@ def test_at_golden_bilinear_upsample():
 
 def test_sp_golden():
     student, teacher = identity_model(), identity_model()
-    loss = create_loss("sp", {"pairs": [["a", "a"]], "gamma": 10.0, "ce_weight": 0.0})
+    loss = create_loss("sp", {"pairs": [["a", "a"]], "sp_weight": 10.0, "ce_weight": 0.0})
     loss.attach(student, teacher)
     student(tensor(FS)), teacher(tensor(FT))
 

@@ -21,7 +21,10 @@ from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error
 from tests.test_teacher_files import CLASSES, onnx_teacher, tiny_net
 
-MULTI = '[distill]\nloss = "multi_teacher"\nparams = { weights = [1.0, 3.0], temperature = 4.0, alpha = 0.9 }\n'
+MULTI = (
+    '[distill]\nloss = "multi_teacher"\n'
+    "params = { weights = [1.0, 3.0], temperature = 4.0, ce_weight = 0.1, kd_weight = 0.9 }\n"
+)
 
 
 def write_config(tmp_path, distill: str = MULTI, quantize: str = "") -> str:

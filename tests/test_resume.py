@@ -44,7 +44,7 @@ name = "mobilenet_v3_small"
 
 [distill]
 loss = "kd"
-params = {{ temperature = 4.0, alpha = 0.9 }}
+params = {{ temperature = 4.0, ce_weight = 0.1, kd_weight = 0.9 }}
 train = {{ epochs = {distill_epochs}, lr = {distill_lr}, optimizer = "adamw" }}
 
 [quantize]

@@ -15,7 +15,12 @@ from edgekd.registry import Registry, did_you_mean
 
 
 class LossConfig(BaseModel):
+    """Options of a loss. Weights follow one convention: `<term>_weight` for every term;
+    `ce_weight` weighs CE on the labels and `kd_weight` Hinton KD from the teacher, in every
+    method that has those terms. `renamed`: options of earlier versions, each with the new keys."""
+
     model_config = ConfigDict(extra="forbid")
+    renamed: ClassVar[dict[str, str]] = {}
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,8 @@ def create_loss(name: str, params: dict[str, Any] | None = None, spec: StudentSp
     params = params or {}
     valid = list(cls.Config.model_fields)
     for key in params:
+        if key in cls.Config.renamed:
+            raise EdgekdError(f"loss '{name}' option '{key}' is renamed: {cls.Config.renamed[key]}")
         if key not in valid:
             raise EdgekdError(
                 f"unknown option '{key}' for loss '{name}'{did_you_mean(key, valid)}; valid: {', '.join(valid)}"

@@ -13,11 +13,13 @@ from edgekd.losses.base import LOSSES, DistillLoss, LossConfig
 
 
 class DKDConfig(LossConfig):
-    alpha: float = Field(1.0, ge=0, description="weight of TCKD")
-    beta: float = Field(8.0, ge=0, description="weight of NCKD")
+    renamed = {"alpha": "write tckd_weight (the paper's alpha)", "beta": "write nckd_weight (the paper's beta)"}
+
+    ce_weight: float = Field(1.0, ge=0, description="weight of CE on the labels")
+    tckd_weight: float = Field(1.0, ge=0, description="weight of TCKD (the paper's alpha)")
+    nckd_weight: float = Field(8.0, ge=0, description="weight of NCKD (the paper's beta)")
     temperature: float = Field(4.0, gt=0)
     warmup_epochs: int = Field(5, ge=0)
-    ce_weight: float = Field(1.0, ge=0)
 
 
 def _binary(probs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -39,4 +41,4 @@ class DKD(DistillLoss):
         log_q_t = F.log_softmax(teacher / t - 1000.0 * gt, dim=1)
         nckd = (log_q_t.exp() * (log_q_t - log_q_s) * (1 - gt)).sum(1).mean() * t**2
         warmup = min((self.epoch + 1) / c.warmup_epochs, 1.0) if c.warmup_epochs else 1.0
-        return c.ce_weight * F.cross_entropy(student, target) + warmup * (c.alpha * tckd + c.beta * nckd)
+        return c.ce_weight * F.cross_entropy(student, target) + warmup * (c.tckd_weight * tckd + c.nckd_weight * nckd)

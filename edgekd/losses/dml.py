@@ -5,7 +5,7 @@ like the student: same classes, same input stem), so they are trained and checkp
 never exported. A forward pre-hook on the student captures each batch; the peers run on it in the
 student's mode. With z_k the logits of peer k of K:
 loss_k = CE(z_k) + mutual_weight * mean_{j != k} T^2 KL(softmax(z_j.detach() / T) || softmax(z_k / T))
-         [+ teacher_weight * T^2 KL(softmax(teacher / T) || softmax(z_k / T))]
+         [+ kd_weight * T^2 KL(softmax(teacher / T) || softmax(z_k / T))]
 and the loss is sum_k loss_k: one backward pass updates every peer jointly (the paper alternates
 the peers' updates; detaching the targets gives each peer its own gradient either way).
 QAT fine-tunes the student alone (`for_finetuning`): peers started over would only add noise.
@@ -24,12 +24,14 @@ from edgekd.models import MODELS, create_model
 
 
 class DMLConfig(LossConfig):
+    renamed = {"teacher_weight": "write kd_weight"}
+
     peers: list[str] | None = Field(
         None, min_length=1, description="architectures of the other peers (model names); None: one like the student"
     )
     temperature: float = Field(1.0, gt=0, description="T of the KL terms (paper: 1)")
     mutual_weight: float = Field(1.0, ge=0, description="weight of the mean KL to the other peers")
-    teacher_weight: float = Field(0.0, ge=0, description="weight of Hinton KD from the teacher on each peer (0: off)")
+    kd_weight: float = Field(0.0, ge=0, description="weight of Hinton KD from the teacher on each peer (0: off)")
 
     @field_validator("peers")
     @classmethod
@@ -48,7 +50,7 @@ class DML(DistillLoss):
 
     def __init__(self, config: DMLConfig):
         super().__init__(config)
-        self.uses_teacher = config.teacher_weight > 0  # pure DML never runs the teacher
+        self.uses_teacher = config.kd_weight > 0  # pure DML never runs the teacher
         self.peers = nn.ModuleList()
         self._batch: torch.Tensor | None = None
         self._student_training = True
@@ -86,9 +88,9 @@ class DML(DistillLoss):
             others = torch.stack([soft_kl(z, o.detach(), t) for j, o in enumerate(logits) if j != k])
             loss = F.cross_entropy(z, target) + c.mutual_weight * others.mean()
             if self.uses_teacher:
-                loss = loss + c.teacher_weight * soft_kl(z, teacher, t)
+                loss = loss + c.kd_weight * soft_kl(z, teacher, t)
             losses.append(loss)
         return torch.stack(losses).sum()
 
     def for_finetuning(self) -> DistillLoss:
-        return ce_plus_kd(self.config.teacher_weight, self.config.temperature)
+        return ce_plus_kd(self.config.kd_weight, self.config.temperature)

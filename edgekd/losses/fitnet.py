@@ -1,4 +1,4 @@
-"""FitNets hints (Romero et al., ICLR 2015): weight * MSE(r(F_s), F_t) per layer pair.
+"""FitNets hints (Romero et al., ICLR 2015): hint_weight * MSE(r(F_s), F_t) per layer pair.
 
 r is a learned 1x1 convolution mapping the student's channels to the teacher's, followed by a
 bilinear resize when the spatial sizes differ. Non-4-D features are treated as C x 1 x 1 maps.
@@ -18,7 +18,9 @@ from edgekd.losses.hooks import FeatureConfig, FeatureLoss, model_device
 
 
 class FitNetConfig(FeatureConfig):
-    weight: float = Field(100.0, gt=0, description="weight of the hint term (mdistiller's CIFAR value)")
+    renamed = {"weight": "write hint_weight"}
+
+    hint_weight: float = Field(100.0, gt=0, description="weight of the hint term (mdistiller's CIFAR value)")
     in_channels: int = Field(3, ge=1, description="channels of the dummy image that sizes the adapters")
     input_size: int = Field(32, ge=1, description="side of the dummy image that sizes the adapters")
 
@@ -52,4 +54,4 @@ class FitNet(FeatureLoss):
         hint, ft = self.adapters[i](_as_map(fs)), _as_map(ft)
         if hint.shape[2:] != ft.shape[2:]:
             hint = F.interpolate(hint, size=ft.shape[2:], mode="bilinear", align_corners=False)
-        return self.config.weight * F.mse_loss(hint, ft)
+        return self.config.hint_weight * F.mse_loss(hint, ft)

@@ -1,4 +1,4 @@
-"""Hinton KD (Hinton et al. 2015): (1 - alpha) * CE(labels) + alpha * T^2 * KL(teacher_T || student_T).
+"""Hinton KD (Hinton et al. 2015): ce_weight * CE(labels) + kd_weight * T^2 * KL(teacher_T || student_T).
 
 Optional temperature schedule: with `temperature_end` set, T moves linearly from `temperature`
 (epoch 0) to `temperature_end` (epoch `schedule_epochs` and later):
@@ -11,10 +11,17 @@ from pydantic import Field
 
 from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
 
+ALPHA_RENAMED = {
+    "alpha": "write ce_weight = 1 - alpha and kd_weight = alpha (alpha = 0.9: ce_weight = 0.1, kd_weight = 0.9)"
+}
+
 
 class KDConfig(LossConfig):
+    renamed = ALPHA_RENAMED
+
     temperature: float = Field(4.0, gt=0, description="T, or the starting T when temperature_end is set")
-    alpha: float = Field(0.9, ge=0, le=1, description="weight of the KD term; CE gets 1 - alpha")
+    ce_weight: float = Field(0.1, ge=0, description="weight of CE on the labels")
+    kd_weight: float = Field(0.9, ge=0, description="weight of the KD term")
     temperature_end: float | None = Field(None, gt=0, description="final T of a linear schedule; None: constant T")
     schedule_epochs: int = Field(10, ge=1, description="epochs the schedule takes to reach temperature_end")
 
@@ -25,7 +32,7 @@ class KD(DistillLoss):
 
     def __init__(self, config: KDConfig):
         super().__init__(config)
-        self.uses_teacher = config.alpha > 0  # alpha = 0 is plain CE: no teacher forward needed
+        self.uses_teacher = config.kd_weight > 0  # kd_weight = 0 is plain CE: no teacher forward needed
 
     def temperature(self) -> float:
         c = self.config
@@ -37,10 +44,10 @@ class KD(DistillLoss):
         c = self.config
         ce = F.cross_entropy(student, target)
         if not self.uses_teacher:
-            return ce
-        return (1 - c.alpha) * ce + c.alpha * soft_kl(student, teacher, self.temperature())
+            return c.ce_weight * ce
+        return c.ce_weight * ce + c.kd_weight * soft_kl(student, teacher, self.temperature())
 
 
 def ce_plus_kd(kd_weight: float, temperature: float) -> KD:
     """CE + kd_weight * KD_T as a KD loss: the same objective scaled by 1 / (1 + kd_weight)."""
-    return KD(KDConfig(temperature=temperature, alpha=kd_weight / (1 + kd_weight)))
+    return KD(KDConfig(temperature=temperature, ce_weight=1 / (1 + kd_weight), kd_weight=kd_weight / (1 + kd_weight)))

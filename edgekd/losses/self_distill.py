@@ -4,10 +4,11 @@ teaches classifiers on its own earlier layers, whose gradients shape those share
 Auxiliary heads (global-average-pool + linear, or a small bottleneck + pool + linear) read named
 student layers through forward hooks. They are parameters of this loss: sized in `attach` by a
 dummy forward, trained with the student, never exported. With z the final logits and h_i a head's:
-loss = CE(z) [+ teacher_weight * T^2 KL(softmax(teacher / T) || softmax(z / T))]
-       + sum_i [(1 - alpha) CE(h_i) + alpha * T^2 KL(softmax(z.detach() / T) || softmax(h_i / T))]
-(paper: T = 3, alpha = 0.3; its feature-hint term is left out). QAT fine-tunes the student with
-CE [+ the teacher term] alone (`for_finetuning`): heads started over would only add noise.
+loss = CE(z) [+ kd_weight * T^2 KL(softmax(teacher / T) || softmax(z / T))]
+       + sum_i [head_ce_weight CE(h_i) + head_kd_weight * T^2 KL(softmax(z.detach() / T) || softmax(h_i / T))]
+(paper: T = 3, alpha = 0.3, i.e. head_ce_weight = 0.7, head_kd_weight = 0.3; its feature-hint
+term is left out). QAT fine-tunes the student with CE [+ the teacher term] alone
+(`for_finetuning`): heads started over would only add noise.
 """
 
 from typing import Literal
@@ -38,14 +39,20 @@ DEFAULT_LAYERS = {
 
 
 class SelfDistillConfig(LossConfig):
+    renamed = {
+        "alpha": "write head_ce_weight = 1 - alpha and head_kd_weight = alpha",
+        "teacher_weight": "write kd_weight",
+    }
+
     layers: list[str] | None = Field(
         None, min_length=1, description="student layers that get a head; None: the architecture's stage ends"
     )
     head: Literal["linear", "bottleneck"] = Field("linear", description="pool + linear, or conv bottleneck first")
     head_width: int = Field(128, ge=1, description="channels of the bottleneck head's convolutions")
     temperature: float = Field(3.0, gt=0, description="T of the KL terms (paper: 3)")
-    alpha: float = Field(0.3, ge=0, le=1, description="weight of the heads' KD from the final output; CE: 1 - alpha")
-    teacher_weight: float = Field(0.0, ge=0, description="weight of Hinton KD from the teacher on the final output")
+    head_ce_weight: float = Field(0.7, ge=0, description="weight of each head's CE on the labels")
+    head_kd_weight: float = Field(0.3, ge=0, description="weight of each head's KD from the final output")
+    kd_weight: float = Field(0.0, ge=0, description="weight of Hinton KD from the teacher on the final output")
 
 
 def _head(kind: str, channels: int, width: int, num_classes: int) -> nn.Module:
@@ -70,7 +77,7 @@ class SelfDistill(DistillLoss):
 
     def __init__(self, config: SelfDistillConfig):
         super().__init__(config)
-        self.uses_teacher = config.teacher_weight > 0
+        self.uses_teacher = config.kd_weight > 0
         self.heads = nn.ModuleList()
         self.hooks = OutputHooks([], "student", detach=False)
 
@@ -115,12 +122,12 @@ class SelfDistill(DistillLoss):
         c, t = self.config, self.config.temperature
         loss = F.cross_entropy(student, target)
         if self.uses_teacher:
-            loss = loss + c.teacher_weight * soft_kl(student, teacher, t)
+            loss = loss + c.kd_weight * soft_kl(student, teacher, t)
         final = student.detach()
         for head, feature in zip(self.heads, self.hooks.captured(len(student), "the student")):
             h = head(feature)
-            loss = loss + (1 - c.alpha) * F.cross_entropy(h, target) + c.alpha * soft_kl(h, final, t)
+            loss = loss + c.head_ce_weight * F.cross_entropy(h, target) + c.head_kd_weight * soft_kl(h, final, t)
         return loss
 
     def for_finetuning(self) -> DistillLoss:
-        return ce_plus_kd(self.config.teacher_weight, self.config.temperature)
+        return ce_plus_kd(self.config.kd_weight, self.config.temperature)

@@ -1,7 +1,7 @@
 """Similarity-preserving KD (Tung & Mori, ICCV 2019).
 
 Per layer pair, with F the b x (C*H*W) flattened features of a batch of b:
-G = row-wise L2-normalize(F F^T) (b x b), term = gamma * ||G_s - G_t||_F^2 / b^2, averaged over
+G = row-wise L2-normalize(F F^T) (b x b), term = sp_weight * ||G_s - G_t||_F^2 / b^2, averaged over
 the pairs. Only batch-internal similarities are compared, so the layers' shapes may differ.
 """
 
@@ -14,7 +14,9 @@ from edgekd.losses.hooks import FeatureConfig, FeatureLoss
 
 
 class SPConfig(FeatureConfig):
-    gamma: float = Field(3000.0, gt=0, description="weight of the similarity term (paper's CIFAR value)")
+    renamed = {"gamma": "write sp_weight (the paper's gamma)"}
+
+    sp_weight: float = Field(3000.0, gt=0, description="weight of the similarity term (the paper's gamma, CIFAR)")
 
 
 def _similarity(f: torch.Tensor) -> torch.Tensor:
@@ -28,4 +30,4 @@ class SP(FeatureLoss):
 
     def pair_term(self, i: int, fs: torch.Tensor, ft: torch.Tensor) -> torch.Tensor:
         b = len(fs)
-        return self.config.gamma * (_similarity(fs) - _similarity(ft)).pow(2).sum() / b**2
+        return self.config.sp_weight * (_similarity(fs) - _similarity(ft)).pow(2).sum() / b**2
