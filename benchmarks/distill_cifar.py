@@ -49,6 +49,10 @@ METHODS = {  # reference.md section 1
     "alone": ("kd", {"ce_weight": 1.0, "kd_weight": 0.0}),
     "kd": ("kd", {"temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9}),
     "dkd": ("dkd", {"tckd_weight": 1.0, "nckd_weight": 8.0, "temperature": 4.0}),
+    # DIST's CIFAR setting (T = 4, beta = gamma = 2); logit-standardized KD at T = 2 with kd's
+    # weights, so that the row differs from kd's by the standardization and the temperature only
+    "dist": ("dist", {"temperature": 4.0, "inter_weight": 2.0, "intra_weight": 2.0}),
+    "ls-kd": ("kd", {"temperature": 2.0, "ce_weight": 0.1, "kd_weight": 0.9, "standardize": True}),
 }
 
 

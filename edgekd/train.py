@@ -32,6 +32,12 @@ class TrainConfig(BaseModel):
     optimizer: Literal["sgd", "adamw"] = "sgd"
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
     weight_decay: float = Field(5e-4, ge=0)
+    clip_grad_norm: float | None = Field(
+        None,
+        gt=0,
+        description="clip the gradients' total L2 norm to this (1.0 steadies a teacher and student "
+        "of very different architectures); empty: no clipping",
+    )
 
 
 def _optimizer(modules: list[nn.Module], cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -119,6 +125,9 @@ def fit(
                         loss = loss_fn(trained, batch)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
+                    if cfg.clip_grad_norm is not None:
+                        trainable = [p for group in opt.param_groups for p in group["params"]]
+                        torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
                     opt.step()
                     sched.step()
                     running += loss.item() * len(batch[0])

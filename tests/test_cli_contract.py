@@ -58,3 +58,16 @@ def test_the_format_table_names_every_exported_file(tmp_path):
     ir = artifact_of(tmp_path / "student_int8_openvino" / "model.xml")
     assert (ir.format, ir.precision, ir.runtime) == ("openvino", "int8", "openvino")
     assert ir.whole() == tmp_path / "student_int8_openvino"
+
+
+def test_quantization_prints_nothing_on_stdout(capfd):
+    # stdout carries results (`edgekd build --json`); NNCF's progress bars must not land there
+    import torch
+
+    from edgekd.models import create_model
+    from edgekd.stages.quantize import insert_fake_quant
+    from edgekd.targets import load_target
+
+    model = create_model("mobilenet_v3_small", 2, small_input=True).eval()
+    insert_fake_quant(model, load_target("x86").int8, [torch.rand(2, 3, 16, 16) for _ in range(2)])
+    assert capfd.readouterr().out == ""

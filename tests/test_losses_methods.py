@@ -188,6 +188,7 @@ CE_PART = {  # weight of CE in the loss when the student equals the teacher (KD 
     "multi_teacher": ({"ce_weight": 0.4, "kd_weight": 0.6, "weights": [1, 2]}, 0.4),
     "dynamic": ({"ce_weight": 0.2, "kd_weight": 0.8}, 0.2),
     "rkd": ({"ce_weight": 2.0}, 2.0),
+    "dist": ({"ce_weight": 0.5}, 0.5),
 }
 
 
@@ -402,3 +403,62 @@ def test_bad_values_and_names():
         create_loss("fitnets")
     with pytest.raises(EdgekdError, match="option 'pairs'"):
         create_loss("at", {"pairs": []})
+
+
+@pytest.mark.parametrize("name", ["kd", "dkd", "multi_teacher", "dynamic", "dist"])
+def test_label_smoothing_reaches_the_ce_term(name):
+    # with the student equal to the teacher the KD terms vanish: what is left is the CE part,
+    # smoothed: (1 - eps) CE + eps * mean over classes of -log p
+    eps, teacher = 0.2, stacked(S, S) if name == "multi_teacher" else S
+    ce_weight = create_loss(name).config.ce_weight
+    log_p = np.log(softmax(S))
+    smoothed = float(np.mean([-(1 - eps) * log_p[i, y] - eps * log_p[i].mean() for i, y in enumerate(Y)]))
+    got = run(name, {"label_smoothing": eps}, t=teacher)
+    assert got == pytest.approx(ce_weight * smoothed, abs=1e-5)
+
+
+def pearson(a, b):
+    a, b = np.asarray(a) - np.mean(a), np.asarray(b) - np.mean(b)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def zscore(z):
+    z = np.asarray(z, dtype=float)
+    return (z - z.mean(1, keepdims=True)) / z.std(1, ddof=1, keepdims=True)
+
+
+def dist_terms(s, t, temperature):
+    ys, yt = softmax(s, temperature), softmax(t, temperature)
+    inter = np.mean([1 - pearson(ys[i], yt[i]) for i in range(len(ys))])
+    intra = np.mean([1 - pearson(ys[:, c], yt[:, c]) for c in range(ys.shape[1])])
+    return temperature**2 * inter, temperature**2 * intra
+
+
+def test_dist_golden():
+    inter, intra = dist_terms(S, T, 2.0)
+    params = {"temperature": 2.0, "ce_weight": 0.5, "inter_weight": 1.0, "intra_weight": 2.0}
+    assert run("dist", params) == pytest.approx(0.5 * ce(S, Y) + inter + 2.0 * intra, abs=1e-5)
+
+
+def test_dist_of_a_student_equal_to_its_teacher_is_its_ce_part():
+    inter, intra = dist_terms(S, S, 1.0)
+    assert inter == pytest.approx(0.0, abs=1e-12) and intra == pytest.approx(0.0, abs=1e-12)
+    assert run("dist", {"ce_weight": 0.0}, t=S) == pytest.approx(0.0, abs=1e-5)
+
+
+def test_logit_standardized_kd_golden():
+    expected = 0.1 * ce(S, Y) + 0.9 * kd_term(zscore(S), zscore(T), 2.0)
+    assert run("kd", {"temperature": 2.0, "standardize": True}) == pytest.approx(expected, abs=1e-5)
+    # a teacher whose logits are 3x larger and shifted gives the same standardized target
+    shifted = (3 * np.asarray(T) + 1.5).tolist()
+    assert run("kd", {"temperature": 2.0, "standardize": True}, t=shifted) == pytest.approx(expected, abs=1e-5)
+
+
+def test_logit_standardized_dkd_and_dist_see_standardized_logits():
+    shifted = (3 * np.asarray(T) - 2.0).tolist()
+    for name in ("dkd", "dist"):
+        params = {"temperature": 2.0, "standardize": True}
+        assert run(name, params, t=shifted) == pytest.approx(run(name, params), abs=1e-5), name
+    inter, intra = dist_terms(zscore(S), zscore(T), 2.0)
+    got = run("dist", {"temperature": 2.0, "standardize": True})
+    assert got == pytest.approx(ce(S, Y) + inter + intra, abs=1e-5)

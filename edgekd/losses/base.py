@@ -7,7 +7,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from edgekd.errors import EdgekdError
@@ -21,6 +21,10 @@ class LossConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     renamed: ClassVar[dict[str, str]] = {}
+
+    label_smoothing: float = Field(
+        0.0, ge=0, lt=1, description="label smoothing of every cross-entropy term on the labels (0: off)"
+    )
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,10 @@ class DistillLoss(nn.Module):
         self.config = config
         self.epoch = 0
         self.spec: StudentSpec | None = None
+
+    def ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on the labels, with the config's label smoothing."""
+        return F.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
 
     def skip_schedules(self) -> None:
         """Every warm-up and schedule at its end value, for fine-tuning a student that is
@@ -125,6 +133,13 @@ def kl_to_probs(
     log_q = F.log_softmax(student / temperature, dim=1)
     kl = (torch.xlogy(target_probs, target_probs) - target_probs * log_q).sum(dim=1) * temperature**2
     return kl.mean() if reduction == "mean" else kl
+
+
+def standardized(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+    """Each row z-scored: (z - mean) / std (Sun et al., "Logit Standardization in Knowledge
+    Distillation", CVPR 2024): the student then matches the teacher's logit relations, not
+    their scale. std is the unbiased one, as the authors' code."""
+    return (logits - logits.mean(1, keepdim=True)) / (logits.std(1, keepdim=True) + eps)
 
 
 def soft_kl(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.losses.base import LOSSES, DistillLoss, LossConfig
+from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, standardized
 
 
 class DKDConfig(LossConfig):
@@ -20,6 +20,7 @@ class DKDConfig(LossConfig):
     nckd_weight: float = Field(8.0, ge=0, description="weight of NCKD (the paper's beta)")
     temperature: float = Field(4.0, gt=0)
     warmup_epochs: int = Field(5, ge=0)
+    standardize: bool = Field(False, description="z-score each image's logits before T (logit standardization)")
 
 
 def _binary(probs: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
@@ -33,6 +34,9 @@ class DKD(DistillLoss):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c, t = self.config, self.config.temperature
+        ce = self.ce(student, target)
+        if c.standardize:
+            student, teacher = standardized(student), standardized(teacher)
         gt = F.one_hot(target, student.shape[1]).to(student.dtype)
         p_s, p_t = _binary(F.softmax(student / t, 1), gt), _binary(F.softmax(teacher / t, 1), gt)
         tckd = (p_t * (p_t.log() - p_s.clamp_min(1e-12).log())).sum(1).mean() * t**2
@@ -41,4 +45,4 @@ class DKD(DistillLoss):
         log_q_t = F.log_softmax(teacher / t - 1000.0 * gt, dim=1)
         nckd = (log_q_t.exp() * (log_q_t - log_q_s) * (1 - gt)).sum(1).mean() * t**2
         warmup = min((self.epoch + 1) / c.warmup_epochs, 1.0) if c.warmup_epochs else 1.0
-        return c.ce_weight * F.cross_entropy(student, target) + warmup * (c.tckd_weight * tckd + c.nckd_weight * nckd)
+        return c.ce_weight * ce + warmup * (c.tckd_weight * tckd + c.nckd_weight * nckd)

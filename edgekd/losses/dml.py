@@ -12,7 +12,6 @@ QAT fine-tunes the student alone (`for_finetuning`): peers started over would on
 """
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field, field_validator
 from torch import nn
 
@@ -86,11 +85,11 @@ class DML(DistillLoss):
         losses = []
         for k, z in enumerate(logits):
             others = torch.stack([soft_kl(z, o.detach(), t) for j, o in enumerate(logits) if j != k])
-            loss = F.cross_entropy(z, target) + c.mutual_weight * others.mean()
+            loss = self.ce(z, target) + c.mutual_weight * others.mean()
             if self.uses_teacher:
                 loss = loss + c.kd_weight * soft_kl(z, teacher, t)
             losses.append(loss)
         return torch.stack(losses).sum()
 
     def for_finetuning(self) -> DistillLoss:
-        return ce_plus_kd(self.config.kd_weight, self.config.temperature)
+        return ce_plus_kd(self.config.kd_weight, self.config.temperature, self.config.label_smoothing)

@@ -46,4 +46,4 @@ class DynamicKD(DistillLoss):
         c, t = self.config, self.config.temperature
         kl = kl_to_probs(student, F.softmax(teacher / t, dim=1), t, reduction="none")
         kd = (self.weights(student, teacher, target) * kl).mean()
-        return c.ce_weight * F.cross_entropy(student, target) + c.kd_weight * kd
+        return c.ce_weight * self.ce(student, target) + c.kd_weight * kd

@@ -11,7 +11,6 @@ from __future__ import annotations
 import difflib
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -172,7 +171,7 @@ class FeatureLoss(DistillLoss):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c = self.config
-        loss = c.ce_weight * F.cross_entropy(student, target)
+        loss = c.ce_weight * self.ce(student, target)
         if c.kd_weight:
             loss = loss + c.kd_weight * soft_kl(student, teacher, c.temperature)
         pairs = self.feature_pairs(student, teacher)

@@ -6,10 +6,9 @@ T(e) = T0 + (T1 - T0) * min(e / schedule_epochs, 1). Without it T is constant, a
 """
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
-from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
+from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl, standardized
 
 ALPHA_RENAMED = {
     "alpha": "write ce_weight = 1 - alpha and kd_weight = alpha (alpha = 0.9: ce_weight = 0.1, kd_weight = 0.9)"
@@ -24,6 +23,7 @@ class KDConfig(LossConfig):
     kd_weight: float = Field(0.9, ge=0, description="weight of the KD term")
     temperature_end: float | None = Field(None, gt=0, description="final T of a linear schedule; None: constant T")
     schedule_epochs: int = Field(10, ge=1, description="epochs the schedule takes to reach temperature_end")
+    standardize: bool = Field(False, description="z-score each image's logits before T (logit standardization)")
 
 
 @LOSSES.register("kd")
@@ -42,12 +42,14 @@ class KD(DistillLoss):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c = self.config
-        ce = F.cross_entropy(student, target)
+        ce = self.ce(student, target)
         if not self.uses_teacher:
             return c.ce_weight * ce
-        return c.ce_weight * ce + c.kd_weight * soft_kl(student, teacher, self.temperature())
+        s, t = (standardized(student), standardized(teacher)) if c.standardize else (student, teacher)
+        return c.ce_weight * ce + c.kd_weight * soft_kl(s, t, self.temperature())
 
 
-def ce_plus_kd(kd_weight: float, temperature: float) -> KD:
+def ce_plus_kd(kd_weight: float, temperature: float, label_smoothing: float = 0.0) -> KD:
     """CE + kd_weight * KD_T as a KD loss: the same objective scaled by 1 / (1 + kd_weight)."""
-    return KD(KDConfig(temperature=temperature, ce_weight=1 / (1 + kd_weight), kd_weight=kd_weight / (1 + kd_weight)))
+    weights = {"ce_weight": 1 / (1 + kd_weight), "kd_weight": kd_weight / (1 + kd_weight)}
+    return KD(KDConfig(temperature=temperature, label_smoothing=label_smoothing, **weights))

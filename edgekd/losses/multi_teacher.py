@@ -41,4 +41,4 @@ class MultiTeacher(DistillLoss):
         if len(w) != n:
             raise EdgekdError(f"multi_teacher: {len(w)} weights given for {n} teachers")
         probs = torch.einsum("k,bkc->bc", w / w.sum(), F.softmax(stacked / t, dim=2))
-        return c.ce_weight * F.cross_entropy(student, target) + c.kd_weight * kl_to_probs(student, probs, t)
+        return c.ce_weight * self.ce(student, target) + c.kd_weight * kl_to_probs(student, probs, t)

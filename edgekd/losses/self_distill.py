@@ -14,7 +14,6 @@ term is left out). QAT fine-tunes the student with CE [+ the teacher term] alone
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -120,14 +119,14 @@ class SelfDistill(DistillLoss):
         if not self.heads:
             raise EdgekdError("self_distill: call attach(student, teacher) before training: it creates the heads")
         c, t = self.config, self.config.temperature
-        loss = F.cross_entropy(student, target)
+        loss = self.ce(student, target)
         if self.uses_teacher:
             loss = loss + c.kd_weight * soft_kl(student, teacher, t)
         final = student.detach()
         for head, feature in zip(self.heads, self.hooks.captured(len(student), "the student")):
             h = head(feature)
-            loss = loss + c.head_ce_weight * F.cross_entropy(h, target) + c.head_kd_weight * soft_kl(h, final, t)
+            loss = loss + c.head_ce_weight * self.ce(h, target) + c.head_kd_weight * soft_kl(h, final, t)
         return loss
 
     def for_finetuning(self) -> DistillLoss:
-        return ce_plus_kd(self.config.kd_weight, self.config.temperature)
+        return ce_plus_kd(self.config.kd_weight, self.config.temperature, self.config.label_smoothing)

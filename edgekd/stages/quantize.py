@@ -9,8 +9,10 @@ and whether weights use 7 bits (reduce_range, for AVX2 without VNNI).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -110,7 +112,8 @@ def insert_fake_quant(model: nn.Module, flavour: Int8Flavour, calibration: list[
     import nncf
 
     _quiet_nncf()
-    with _squeeze_excitation_quantized():
+    # NNCF's progress bars print to stdout, which carries results (`--json`): send them to stderr
+    with _squeeze_excitation_quantized(), contextlib.redirect_stdout(sys.stderr):
         return nncf.quantize(
             fold_batchnorm(model), nncf.Dataset(calibration), subset_size=len(calibration), **_nncf_options(flavour)
         )
