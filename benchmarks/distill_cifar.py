@@ -255,13 +255,15 @@ def main() -> None:
 
 def print_summary(report: dict) -> None:
     if "accuracy" in report:
-        print("\n| student | alone | KD | DKD | KD gain |")
-        print("| --- | --- | --- | --- | --- |")
+        print("\n| student | " + " | ".join(METHODS) + " | best gain over alone |")
+        print("|" + " --- |" * (len(METHODS) + 2))
         students = sorted({k.split("/")[0] for k in report["accuracy"]})
         for s in students:
             acc = {m: report["accuracy"].get(f"{s}/{m}", {}).get("val_accuracy") for m in METHODS}
             cells = [f"{acc[m]:.2%}" if acc[m] is not None else "—" for m in METHODS]
-            gain = f"{(acc['kd'] - acc['alone']) * 100:+.2f} pt" if acc["kd"] and acc["alone"] else "—"
+            ran = {m: a for m, a in acc.items() if a is not None and m != "alone"}
+            best = max(ran, key=ran.get) if ran else None
+            gain = f"{best} {(ran[best] - acc['alone']) * 100:+.2f} pt" if best and acc["alone"] else "—"
             print(f"| {s} | {' | '.join(cells)} | {gain} |")
 
 
