@@ -157,9 +157,7 @@ def load_teacher(
 ) -> nn.Module:
     """The teacher at `cfg.path`, checked against the data: class count and, when the file
     carries class names, the names in order (`data_classes`)."""
-    path = Path(cfg.path)  # type: ignore[arg-type]
-    if not path.is_file():
-        raise EdgekdError(f"teacher file {path} does not exist; pass --teacher FILE (.pt, .pt2 or .onnx)")
+    path = _existing(Path(cfg.path))  # type: ignore[arg-type]
     check_kind(path)  # first: torch logs a traceback on some wrong files
     names = None  # class names, when the file carries them
     if path.suffix == ".onnx":
@@ -183,9 +181,16 @@ def load_teacher(
     return teacher.eval()
 
 
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise EdgekdError(f"teacher file {path} does not exist; pass --teacher FILE (.pt, .pt2 or .onnx)")
+    return path
+
+
 def teacher_files(cfg: TeacherConfig) -> list[Path]:
-    """The given teacher files in order: `path`, then `extra` (the order of multi_teacher's weights)."""
-    return [Path(cfg.path), *cfg.extra] if cfg.path else []
+    """The given teacher files in order: `path`, then `extra` (the order of multi_teacher's weights);
+    each must exist: stage keys hash them before anything loads them."""
+    return [_existing(Path(p)) for p in [cfg.path, *cfg.extra]] if cfg.path else []
 
 
 def load_teachers(

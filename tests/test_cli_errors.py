@@ -12,6 +12,7 @@ import torch
 
 from edgekd.models import create_model
 from tests.bad_inputs import bad_input
+from tests.inprocess import cli
 
 
 def edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -73,6 +74,17 @@ def test_teacher_class_count_mismatch(tmp_path, image_folder):
     done = edgekd("build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher), "--out", str(out))
     assert_one_line_error(done, "predicts 7 classes but the data has 3")
     assert_nothing_written(out)
+
+
+@bad_input("models", "a --teacher file that does not exist", 'refused: "teacher file ... does not exist"')
+def test_missing_teacher_file_is_named_in_a_build_and_a_dry_run(tmp_path, image_folder):
+    # the stage keys hash the teacher file before anything loads it: the check must come first
+    teacher, out = tmp_path / "gone.pt", tmp_path / "out"
+    for extra in ([], ["--dry-run"]):
+        args = ["build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher), "--out", str(out)]
+        done = cli(*args, *extra)
+        assert_one_line_error(done, f"teacher file {teacher} does not exist", "--teacher FILE")
+        assert_nothing_written(out)
 
 
 @pytest.mark.parametrize("suffix", [".pt", ".pt2", ".onnx"])
