@@ -41,10 +41,11 @@ class Teacher:
     val_accuracy: float
 
 
-def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool) -> Teacher:
-    """The given teacher file(s) (several: a `TeacherEnsemble`), or one trained here."""
+def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool, stages: Plan | None = None) -> Teacher:
+    """The given teacher file(s) (several: a `TeacherEnsemble`), or one trained here.
+    `stages`: the build's plan, when made already (it hashed the teacher files)."""
     check_teachers(cfg, "config")  # again: the Python API may set teachers after load_config
-    key, stage = teacher_plan(cfg, data, out)
+    key, stage = (stages.teacher_key, stages.teacher) if stages else teacher_plan(cfg, data, out)
     if stage is None:
         files = teacher_files(cfg.teacher)
         model = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
@@ -98,9 +99,7 @@ class StageAction:
 
 def dry_run(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False) -> list[StageAction]:
     """The stages `build` would run, reuse or resume, found without writing anything to OUT."""
-    target = load_target(target_name)
-    check_training(cfg, "config")
-    check_emulation(cfg.verify, target)
+    target, _ = checked_target(cfg, target_name, None)
     data = load_data(cfg.data)
     stages = plan(cfg, data, target, out)
     given = [] if stages.teacher else [StageAction("teacher", "given", ", ".join(map(str, teacher_files(cfg.teacher))))]
@@ -121,9 +120,9 @@ def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, devic
     check_writable(out)
     data = load_data(cfg.data)
     log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
-    teacher = prepare_teacher(cfg, data, out, resume)
-    log(f"teacher: {teacher.source}, val accuracy {teacher.val_accuracy:.2%}")
     stages = plan(cfg, data, target, out)
+    teacher = prepare_teacher(cfg, data, out, resume, stages)
+    log(f"teacher: {teacher.source}, val accuracy {teacher.val_accuracy:.2%}")
     train_student(cfg, data, teacher, target, stages, resume)
     if not distributed.is_main():
         return {}  # training is done; rank 0 exports, verifies, benchmarks and reports
