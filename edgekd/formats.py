@@ -46,10 +46,6 @@ class Artifact:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def whole(self) -> Path:
-        """What to copy or hash: the folder of a folder format, else the file."""
-        return Path(self.path).parent if FORMATS[self.format].folder else Path(self.path)
-
 
 def format_of(path: Path) -> Format:
     """The format of a file a runtime opens (`student_int8.onnx`, `.../model.xml`, `model.pt2`)."""
@@ -61,13 +57,19 @@ def format_of(path: Path) -> Format:
     raise EdgekdError(f"{path}: not a file edgekd exports ({opens})")
 
 
+def artifact_root(path: Path) -> Path:
+    """What to copy, hash or size of an artifact a runtime opens at `path`: the folder of a
+    folder format (OpenVINO IR: model.xml + model.bin), else the file itself."""
+    path = Path(path)
+    return path.parent if format_of(path).folder else path
+
+
 def artifact_of(path: Path) -> Artifact:
     """An exported file as an artifact; its precision read from the names edgekd writes."""
     path = Path(path)
     if not path.exists():
         raise EdgekdError(f"{path} does not exist")
-    fmt = format_of(path)
-    whole = path.parent if fmt.folder else path
+    fmt, whole = format_of(path), artifact_root(path)
     precision = "int8" if "int8" in whole.name else "fp32"
     name = f"{fmt.name}-{precision}:{whole.name.removesuffix(fmt.suffix)}"
     return Artifact(name, fmt.name, precision, fmt.runtime, str(path), round(size_mb(whole), 3), sha256(whole))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
 from torch import nn
 from torchvision import models as tvm
 
@@ -77,13 +76,3 @@ def _resnet(builder: Callable[..., nn.Module]) -> Callable[[int, bool], nn.Modul
 MODELS.register("resnet18")(_resnet(tvm.resnet18))
 MODELS.register("resnet34")(_resnet(tvm.resnet34))
 MODELS.register("resnet50")(_resnet(tvm.resnet50))
-
-
-def num_outputs(model: nn.Module, input_size: int) -> int:
-    """Class count a model predicts, found by running it once."""
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.zeros(1, 3, input_size, input_size))
-    model.train(was_training)
-    return int(out.shape[-1])

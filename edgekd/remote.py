@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd.errors import EdgekdError
-from edgekd.formats import format_of
+from edgekd.formats import artifact_root
 
 RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
 # the device gets this instead of edgekd/__init__.py, which would look for the rest of edgekd
@@ -155,7 +155,7 @@ class Session:
     def measure(self, artifact_path: str, runtime: str, threads: int, warmup: int, runs: int) -> dict:
         """The JSON of `python -m edgekd.runtime` on the device, with status, as bench rows hold it."""
         path = Path(artifact_path)
-        local = path.parent if format_of(path).folder else path  # OpenVINO IR: model.xml + model.bin
+        local = artifact_root(path)
         self.device.copy(local, self.folder, self.timeout_s)
         remote = f"{local.name}/{path.name}" if local != path else path.name
         args = f"-m edgekd.runtime {shlex.quote(remote)} --runtime {shlex.quote(runtime)}"

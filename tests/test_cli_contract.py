@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from edgekd import __version__
-from edgekd.formats import FORMATS, artifact_of, format_of
+from edgekd.formats import FORMATS, artifact_of, artifact_root, format_of
 from tests.bad_inputs import bad_input
 from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error, edgekd
@@ -57,7 +57,8 @@ def test_the_format_table_names_every_exported_file(tmp_path):
     assert format_of(tmp_path / "student_fp32.onnx") is FORMATS["onnx"]
     ir = artifact_of(tmp_path / "student_int8_openvino" / "model.xml")
     assert (ir.format, ir.precision, ir.runtime) == ("openvino", "int8", "openvino")
-    assert ir.whole() == tmp_path / "student_int8_openvino"
+    assert artifact_root(ir.path) == tmp_path / "student_int8_openvino"
+    assert artifact_root(tmp_path / "student_fp32.onnx") == tmp_path / "student_fp32.onnx"
 
 
 def test_quantization_prints_nothing_on_stdout(capfd):
