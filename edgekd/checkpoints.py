@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel
 
 from edgekd import distributed
 from edgekd.targets import Int8Flavour
@@ -25,21 +26,17 @@ class StudentCheckpoint:
     state_dict: dict[str, torch.Tensor]
     val_accuracy: float
 
-    def to_file(self) -> dict:
-        state = {f.name: getattr(self, f.name) for f in fields(self)}
-        return state | ({"int8": state["int8"].model_dump()} if isinstance(state.get("int8"), Int8Flavour) else {})
-
     def save(self, path: Path) -> Path:
-        distributed.save(self.to_file(), path)  # under torchrun, rank 0 writes
+        # typed settings (the int8 scheme) go to disk as plain dicts: checkpoints stay readable without edgekd
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state = {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in state.items()}
+        distributed.save(state, path)  # under torchrun, rank 0 writes
         return path
 
     @classmethod
     def load(cls, path: Path):
         state = load_checkpoint(path)
-        known = {f.name for f in fields(cls)}
-        if "int8" in state:
-            state = state | {"int8": Int8Flavour(**state["int8"])}
-        return cls(**{k: v for k, v in state.items() if k in known})
+        return cls(**{f.name: state[f.name] for f in fields(cls)})
 
 
 @dataclass(kw_only=True)
@@ -51,6 +48,10 @@ class QatCheckpoint(StudentCheckpoint):
     # a few normalized training images (fp16): the ONNX export re-lays its Q/DQ out for
     # onnxruntime, and tensors NNCF left in float get their ranges from them
     calibration: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if isinstance(self.int8, dict):  # as `save` wrote it
+            self.int8 = Int8Flavour(**self.int8)
 
     def calibration_array(self):
         return self.calibration.float().numpy()
