@@ -18,7 +18,10 @@ DataOpt = typer.Option(None, "--data", help="ImageFolder root (train/ + val/ or 
 TeacherOpt = typer.Option(
     None, "--teacher", help="teacher: .pt state_dict, .pt2 or .onnx (default: train one); repeat for several"
 )
-StudentOpt = typer.Option(None, "--student", help="student architecture, e.g. mobilenet_v2")
+StudentOpt = typer.Option(None, "--student", help="student architecture, e.g. mobilenet_v2 or timm:NAME")
+WeightsOpt = typer.Option(
+    None, "--student-weights", help="where the student starts: none, default (pretrained, cached) or a FILE"
+)
 ConfigOpt = typer.Option(None, "--config", help="pipeline TOML (default: pipelines/default.toml)")
 OutOpt = typer.Option(Path("edgekd-out"), "--out", help="output directory")
 TargetOpt = typer.Option("x86", "--target", help="target profile name or .toml file (see `edgekd targets`)")
@@ -81,17 +84,19 @@ def _config(
     teacher: Optional[list[Path]],
     student: Optional[str],
     sets: Optional[list[str]] = None,
+    student_weights: Optional[str] = None,
 ):
-    from edgekd.config import load_config
-    from edgekd.models import MODELS
+    from edgekd.config import check_names, load_config, resolve_preprocessing
 
     # the first --teacher is teacher.path, the rest teacher.extra
     cfg = load_config(config, teachers=teacher, overrides=sets)
     if data is not None:
         cfg.data.path = data
-    if student is not None:
-        MODELS.get(student)  # fail before any work on an unknown name
-        cfg.student.name = student
+    if student is not None or student_weights is not None:
+        cfg.student.name = student or cfg.student.name
+        cfg.student.weights = student_weights or cfg.student.weights
+        check_names(cfg, "--student")  # fail before any work on an unknown name or unfit weights
+    resolve_preprocessing(cfg)
     return cfg
 
 
@@ -102,6 +107,7 @@ def build(
     data: Optional[Path] = DataOpt,
     teacher: Optional[list[Path]] = TeacherOpt,
     student: Optional[str] = StudentOpt,
+    student_weights: Optional[str] = WeightsOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
     resume: bool = typer.Option(False, "--resume", help="continue interrupted training from its last epoch"),
@@ -124,7 +130,7 @@ def build(
     load_target(target)
     if device:
         parse_device(device)
-    cfg = _config(config, data, teacher, student, sets)
+    cfg = _config(config, data, teacher, student, sets, student_weights)
     if dry_run:
         return _print_plan(cfg, target, out, resume, as_json)
     report = run_build(cfg, target, out, resume=resume, device=device)
@@ -156,6 +162,7 @@ def distill(
     data: Optional[Path] = DataOpt,
     teacher: Optional[list[Path]] = TeacherOpt,
     student: Optional[str] = StudentOpt,
+    student_weights: Optional[str] = WeightsOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
     resume: bool = typer.Option(False, "--resume"),
@@ -165,7 +172,7 @@ def distill(
     from edgekd.pipeline import prepare_teacher, session
     from edgekd.stages.distill import distill as run_distill
 
-    cfg = _config(config, data, teacher, student)
+    cfg = _config(config, data, teacher, student, student_weights=student_weights)
     with session(cfg):
         loaded = load_data(cfg.data)
         teach = prepare_teacher(cfg, loaded, out, resume)

@@ -89,15 +89,34 @@ def _set(raw: dict, override: str) -> None:
     section[parts[-1]] = value
 
 
+def resolve_preprocessing(cfg: PipelineConfig) -> None:
+    """Pretrained student weights bring the input size, mean and std they were trained with:
+    each becomes the data's unless the config set it."""
+    from edgekd.models import model_card
+    from edgekd.weights import weights_preprocessing
+
+    given = weights_preprocessing(model_card(cfg.student.name), cfg.student.weights)
+    if given is None:
+        return
+    for key, value in (("input_size", given.input_size), ("mean", given.mean), ("std", given.std)):
+        if key not in cfg.data.model_fields_set:
+            setattr(cfg.data, key, value)
+
+
 def check_names(cfg: PipelineConfig, source: str) -> None:
     """Names and loss options resolved when the config is read, not hours into a run."""
     from edgekd.formats import FORMATS
     from edgekd.losses import create_loss
-    from edgekd.models import MODELS
+    from edgekd.models import check_model_name, create_model
 
     checks = [
-        ("student.name", lambda: MODELS.get(cfg.student.name)),
-        ("teacher.arch", lambda: MODELS.get(cfg.teacher.arch)),
+        ("student.name", lambda: check_model_name(cfg.student.name)),
+        ("teacher.arch", lambda: check_model_name(cfg.teacher.arch)),
+        # the weights load (a download, once) and fit before any training
+        (
+            "student.weights",
+            lambda: cfg.student.weights == "none" or create_model(cfg.student.name, 2, True, cfg.student.weights),
+        ),
         ("distill", lambda: create_loss(cfg.distill.loss, cfg.distill.params).check_student(cfg.student.name)),
     ]
     if cfg.quantize.loss:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgekd import compute, distributed
-from edgekd.config import PipelineConfig, check_teachers, check_training
+from edgekd.config import PipelineConfig, check_teachers, check_training, resolve_preprocessing
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import VerificationFailed
@@ -28,7 +28,7 @@ from edgekd.stages.quantize import load_quantized, quantize
 from edgekd.stages.report import write_report
 from edgekd.stages.verify import check_emulation, verify
 from edgekd.targets import Target, host_target, load_target
-from edgekd.teachers import load_teacher, load_teachers, teacher_files, train_teacher
+from edgekd.teachers import given_teachers, load_teacher, load_teachers, train_teacher
 from edgekd.train import accuracy, predict
 from edgekd.workdir import Plan, plan, teacher_plan
 
@@ -47,9 +47,8 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool, st
     check_teachers(cfg, "config")  # again: the Python API may set teachers after load_config
     key, stage = (stages.teacher_key, stages.teacher) if stages else teacher_plan(cfg, data, out)
     if stage is None:
-        files = teacher_files(cfg.teacher)
         model = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
-        source = ", ".join(str(f) for f in files)
+        source = ", ".join(str(f) for f in given_teachers(cfg.teacher))
     else:
         folder = stage.open(resume)
         if stage.result.is_file():
@@ -102,7 +101,9 @@ def dry_run(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = Fal
     target, _ = checked_target(cfg, target_name, None)
     data = load_data(cfg.data)
     stages = plan(cfg, data, target, out)
-    given = [] if stages.teacher else [StageAction("teacher", "given", ", ".join(map(str, teacher_files(cfg.teacher))))]
+    given = (
+        [] if stages.teacher else [StageAction("teacher", "given", ", ".join(map(str, given_teachers(cfg.teacher))))]
+    )
     trained = [StageAction(run.stage, run.action(resume), str(run.folder)) for run in stages.stages()]
     targets = ", ".join(t.name for t in _host_and(target))
     after = [
@@ -145,6 +146,7 @@ def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, devic
 def checked_target(cfg: PipelineConfig, target_name: str, device: str | None) -> tuple[Target, SshDevice | None]:
     """The target, and the board to measure it on; what cannot work stops here, before training."""
     check_training(cfg, "config")  # again: the Python API may change settings after load_config
+    resolve_preprocessing(cfg)
     target = load_target(target_name)
     ssh_device = parse_device(device) if device else None
     if ssh_device is None:

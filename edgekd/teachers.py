@@ -13,8 +13,9 @@ from torch import nn
 
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
-from edgekd.models import create_model
+from edgekd.models import create_model, model_card
 from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes, state_dict_mismatch
+from edgekd.timm_models import hub_model, hub_snapshot, is_hub, weight_files
 from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict, seed_torch
 
 
@@ -119,8 +120,8 @@ def _read_state_dict(path: Path, cfg: TeacherConfig, num_classes: int) -> tuple[
             state = state[key]
     if not isinstance(state, dict):
         raise EdgekdError(f"teacher file {path} holds a {type(state).__name__}, not a state_dict")
-    fc = [v for k, v in state.items() if k.endswith(("fc.weight", "classifier.1.weight", "classifier.3.weight"))]
-    classes = int(fc[-1].shape[0]) if fc else num_classes
+    fc = state.get(model_card(cfg.arch).classifier + ".weight")
+    classes = int(fc.shape[0]) if isinstance(fc, torch.Tensor) else num_classes
     model = create_model(cfg.arch, classes, cfg.small_input)
     try:
         model.load_state_dict(state)
@@ -152,24 +153,30 @@ def _classes_predicted(path: Path, teacher: nn.Module, input_size: int) -> int:
     )
 
 
+def _read_file(path: Path, cfg: TeacherConfig, num_classes: int, input_size: int) -> tuple[nn.Module, list | None]:
+    """The teacher in a file, and the class names it carries (None: it carries none)."""
+    check_kind(path)  # first: torch logs a traceback on some wrong files
+    if path.suffix == ".onnx":
+        teacher = _read_onnx(path, input_size)
+        return teacher, onnx_classes(teacher.session)
+    if path.suffix == ".pt2":
+        try:
+            return ExportedTeacher(torch.export.load(str(path)).module()), None
+        except Exception as e:
+            raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
+    return _read_state_dict(path, cfg, num_classes)
+
+
 def load_teacher(
     cfg: TeacherConfig, num_classes: int, input_size: int, data_classes: list[str] | None = None
 ) -> nn.Module:
     """The teacher at `cfg.path`, checked against the data: class count and, when the file
     carries class names, the names in order (`data_classes`)."""
-    path = _existing(Path(cfg.path))  # type: ignore[arg-type]
-    check_kind(path)  # first: torch logs a traceback on some wrong files
-    names = None  # class names, when the file carries them
-    if path.suffix == ".onnx":
-        teacher = _read_onnx(path, input_size)
-        names = onnx_classes(teacher.session)
-    elif path.suffix == ".pt2":
-        try:
-            teacher = ExportedTeacher(torch.export.load(str(path)).module())
-        except Exception as e:
-            raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
+    path = Path(cfg.path)  # type: ignore[arg-type]
+    if is_hub(path):
+        teacher, names = hub_model(hub_snapshot(path))
     else:
-        teacher, names = _read_state_dict(path, cfg, num_classes)
+        teacher, names = _read_file(_existing(path), cfg, num_classes, input_size)
     classes = _classes_predicted(path, teacher, input_size)
     if classes != num_classes:
         raise EdgekdError(
@@ -183,23 +190,30 @@ def load_teacher(
 
 def _existing(path: Path) -> Path:
     if not path.is_file():
-        raise EdgekdError(f"teacher file {path} does not exist; pass --teacher FILE (.pt, .pt2 or .onnx)")
+        raise EdgekdError(
+            f"teacher file {path} does not exist; pass --teacher FILE (.pt, .pt2 or .onnx) or hf-hub:ORG/NAME"
+        )
     return path
 
 
+def given_teachers(cfg: TeacherConfig) -> list[Path]:
+    """The given teachers in order: `path`, then `extra` (the order of multi_teacher's weights)."""
+    return [Path(p) for p in [cfg.path, *cfg.extra]] if cfg.path else []
+
+
 def teacher_files(cfg: TeacherConfig) -> list[Path]:
-    """The given teacher files in order: `path`, then `extra` (the order of multi_teacher's weights);
-    each must exist: stage keys hash them before anything loads them."""
-    return [_existing(Path(p)) for p in [cfg.path, *cfg.extra]] if cfg.path else []
+    """The files of `given_teachers` (a hub model's weights, from the hub's cache); each must
+    exist: stage keys hash them before anything loads them."""
+    return [weight_files(hub_snapshot(p))[0] if is_hub(p) else _existing(p) for p in given_teachers(cfg)]
 
 
 def load_teachers(
     cfg: TeacherConfig, num_classes: int, input_size: int, data_classes: list[str] | None = None
 ) -> nn.Module:
-    """`load_teacher` for each of `teacher_files(cfg)`; several come as one `TeacherEnsemble`."""
+    """`load_teacher` for each of `given_teachers(cfg)`; several come as one `TeacherEnsemble`."""
     models = [
         load_teacher(cfg.model_copy(update={"path": p}), num_classes, input_size, data_classes)
-        for p in teacher_files(cfg)
+        for p in given_teachers(cfg)
     ]
     return models[0] if len(models) == 1 else TeacherEnsemble(models)
 
@@ -208,5 +222,11 @@ def train_teacher(cfg: TeacherConfig, data: Data, checkpoint: Path) -> tuple[nn.
     seed_torch(data.config.seed)
     model = create_model(cfg.arch, len(data.classes), cfg.small_input)
     loader = data.loader("train", shuffle=True)
-    fit(model, loader, cross_entropy, cfg.train, f"teacher {cfg.arch}", checkpoint, seed=data.config.seed)
-    return model, accuracy(*predict(model, data.loader("val")))
+    val = data.loader("val")
+
+    def evaluate(trained: nn.Module) -> float:  # for train.keep = "best"
+        return accuracy(*predict(trained, val))
+
+    label = f"teacher {cfg.arch}"
+    fit(model, loader, cross_entropy, cfg.train, label, checkpoint, seed=data.config.seed, evaluate=evaluate)
+    return model, accuracy(*predict(model, val))

@@ -1,7 +1,8 @@
 """The training loop shared by teacher training, distillation and quantization-aware training.
 
-Each epoch ends with a checkpoint (model, optimizer, schedule, epoch) written atomically, so a
-run killed at any point resumes from its last finished epoch.
+Each epoch ends with a checkpoint (model, optimizer, schedule, epoch, and the EMA and best
+epoch's weights when kept) written atomically, so a run killed at any point resumes from its
+last finished epoch and ends with the weights an unbroken run would.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Callable, Literal
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from edgekd import compute, distributed
@@ -22,6 +25,8 @@ from edgekd.progress import log, progress
 
 # (model, batch from the loader) -> loss; a batch starts with images and labels
 LossFn = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
+# model -> its validation score, higher is better (e.g. its accuracy on the validation set)
+EvaluateFn = Callable[[nn.Module], float]
 
 
 class TrainConfig(BaseModel):
@@ -37,6 +42,18 @@ class TrainConfig(BaseModel):
         gt=0,
         description="clip the gradients' total L2 norm to this (1.0 steadies a teacher and student "
         "of very different architectures); empty: no clipping",
+    )
+    ema_decay: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the weights, updated every step with this "
+        "decay (e.g. 0.999; BatchNorm statistics too), and end training with it; empty: off",
+    )
+    keep: Literal["last", "best"] = Field(
+        "last",
+        description="the weights training ends with: the last epoch's, or the epoch's with the best "
+        "validation accuracy (measured after every epoch, of the EMA when on; ties: the earlier)",
     )
 
 
@@ -81,21 +98,27 @@ def fit(
     teacher: nn.Module | None = None,
     mixed_precision: bool = True,
     seed: int = 0,
+    evaluate: EvaluateFn | None = None,
 ) -> nn.Module:
     """Trains `model` (and `extra`, e.g. a loss's adapters) in place for `cfg.epochs`,
     resuming from `checkpoint` when it exists. `teacher`: a frozen model that `loss_fn` runs.
     Each epoch seeds torch from (`seed`, epoch): a resumed run shuffles as an unbroken one would.
+    `evaluate` scores the weights after each epoch, for `cfg.keep == "best"` (required then).
 
     Runs on the training device (`edgekd.compute`; with `mixed_precision`, bf16 autocast and
     channels_last on CUDA) and leaves the models where they were (on the CPU). Under torchrun,
     every process trains its shard of the data through DDP and rank 0 writes the checkpoints.
     """
+    if cfg.keep == "best" and evaluate is None:
+        raise ValueError(f"{name}: keep='best' needs an evaluate function to pick the best epoch")
     fast = compute.fast(mixed_precision)
     modules = [model] + ([extra] if extra is not None else [])
     placed = modules + ([teacher] if teacher is not None else [])
     with compute.on_device(*placed, channels_last=fast) as device:
         opt = _optimizer(modules, cfg)
         sched = _schedule(opt, cfg, len(loader))
+        ema = _ema(model, cfg.ema_decay)
+        best: dict | None = None  # keep="best": {"epoch", "score", "model"} of the best epoch so far
         start = 0
         if checkpoint is not None and checkpoint.is_file():
             state = load_checkpoint(checkpoint)
@@ -104,6 +127,10 @@ def fit(
                 extra.load_state_dict(state["extra"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["schedule"])
+            if ema is not None:
+                ema.load_state_dict(_saved(state, "ema", checkpoint))
+            if cfg.keep == "best":
+                best = _saved(state, "best", checkpoint)
             start = state["epoch"]
             log(f"{name}: resuming after epoch {start}/{cfg.epochs} from {checkpoint}")
         distributed.barrier()  # every rank has read the checkpoint before rank 0 writes the next
@@ -130,18 +157,70 @@ def fit(
                         torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
                     opt.step()
                     sched.step()
+                    if ema is not None:
+                        ema.update_parameters(model)
                     running += loss.item() * len(batch[0])
                     seen += len(batch[0])
                     bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {running / seen:.3f}")
+                if cfg.keep == "best":
+                    best = _better(best, ema.module if ema is not None else model, epoch + 1, evaluate, name, cfg)
                 if checkpoint is not None:
                     state = {"model": cpu_state(model), "optimizer": opt.state_dict(), "schedule": sched.state_dict()}
                     if extra is not None:
                         state["extra"] = cpu_state(extra)
+                    if ema is not None:
+                        state["ema"] = cpu_state(ema)
+                    if best is not None:
+                        state["best"] = best
                     distributed.save(state | {"epoch": epoch + 1}, checkpoint)
+        if best is not None:
+            log(f"{name}: keeping epoch {best['epoch']}/{cfg.epochs} (val accuracy {best['score']:.2%})")
+            model.load_state_dict(best["model"])
+        elif ema is not None:
+            model.load_state_dict(ema.module.state_dict())
         if distributed.world_size() > 1:
             log(f"{name}: {distributed.check_in_step(model, extra, seen, len(loader.dataset))}")
     model.eval()
     return model
+
+
+def _ema(model: nn.Module, decay: float | None) -> AveragedModel | None:
+    """torch's EMA of `model` (a copy on its device); use_buffers: BatchNorm statistics are
+    averaged with the weights rather than copied from the last step."""
+    if decay is None:
+        return None
+    average = get_ema_multi_avg_fn(decay)
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor) -> None:
+        # torch's EMA rounds integer tensors down (127 * d + 127 * (1 - d) can give 126); they are
+        # counts and settings (BatchNorm's batch count, NNCF's bit widths and levels): copied
+        if averaged[0].is_floating_point():
+            average(averaged, current, n)
+        else:
+            for a, c in zip(averaged, current, strict=True):
+                a.copy_(c)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
+def _saved(state: dict, key: str, checkpoint: Path):
+    if key not in state:  # written with the option off: resuming would not give an unbroken run's weights
+        raise EdgekdError(f"checkpoint {checkpoint} holds no '{key}' state for these training options; delete it")
+    return state[key]
+
+
+def _better(best: dict | None, model: nn.Module, epoch: int, evaluate: EvaluateFn, name: str, cfg: TrainConfig) -> dict:
+    """`best`, or this epoch's weights when they score higher (ties keep the earlier epoch)."""
+    score = evaluate(model) if distributed.is_main() else 0.0
+    if distributed.world_size() > 1:  # rank 0's score decides: every rank must keep the same epoch
+        scores = [score]
+        dist.broadcast_object_list(scores, 0)
+        score = scores[0]
+    log(f"{name}: epoch {epoch}/{cfg.epochs} val accuracy {score:.2%}")
+    if best is not None and score <= best["score"]:
+        return best
+    # cloned: on the CPU, cpu_state's tensors are the model's own, which later steps change
+    return {"epoch": epoch, "score": score, "model": {k: v.clone() for k, v in cpu_state(model).items()}}
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

@@ -88,9 +88,10 @@ def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path) -> Plan:
     out = Path(out)
     teacher_key, teacher = teacher_plan(cfg, data, out)
     data_part = (cfg.data.model_dump(mode="json"), data.fingerprint)
-    distill_key = stage_key(
-        teacher_key, cfg.distill.model_dump(mode="json"), cfg.student.model_dump(mode="json"), *data_part
-    )
+    student = cfg.student.model_dump(mode="json")
+    if cfg.student.weights not in ("none", "default"):  # a weights file: its content, not its name
+        student["weights"] = sha256(Path(cfg.student.weights))
+    distill_key = stage_key(teacher_key, cfg.distill.model_dump(mode="json"), student, *data_part)
     quantize = None
     if cfg.quantize.enabled:
         key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), target.int8.model_dump())

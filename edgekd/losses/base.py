@@ -118,7 +118,9 @@ def create_loss(name: str, params: dict[str, Any] | None = None, spec: StudentSp
         err = e.errors()[0]
         # a validator's own message (e.g. an unknown model name) without pydantic's "Value error, "
         msg = str(err["ctx"]["error"]) if err["type"] == "value_error" else err["msg"]
-        raise EdgekdError(f"loss '{name}' option '{err['loc'][0]}': {msg}") from None
+        # a model validator (options contradicting each other) has no one option: its message names them
+        where = f" option '{err['loc'][0]}'" if err["loc"] else ""
+        raise EdgekdError(f"loss '{name}'{where}: {msg}") from None
     loss.spec = spec
     return loss
 

@@ -19,7 +19,7 @@ from edgekd.errors import EdgekdError
 from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
 from edgekd.losses.hooks import model_device
 from edgekd.losses.kd import ce_plus_kd
-from edgekd.models import MODELS, create_model
+from edgekd.models import check_model_name, create_model
 
 
 class DMLConfig(LossConfig):
@@ -37,7 +37,7 @@ class DMLConfig(LossConfig):
     def _known_models(cls, peers: list[str] | None) -> list[str] | None:
         for arch in peers or []:
             try:
-                MODELS.get(arch)
+                check_model_name(arch)
             except EdgekdError as e:
                 raise ValueError(str(e)) from None
         return peers

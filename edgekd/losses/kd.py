@@ -1,14 +1,18 @@
 """Hinton KD (Hinton et al. 2015): ce_weight * CE(labels) + kd_weight * T^2 * KL(teacher_T || student_T).
 
-Optional temperature schedule: with `temperature_end` set, T moves linearly from `temperature`
-(epoch 0) to `temperature_end` (epoch `schedule_epochs` and later):
-T(e) = T0 + (T1 - T0) * min(e / schedule_epochs, 1). Without it T is constant, as before.
+Optional temperature schedules (edgekd.losses.schedules), by the options set:
+- `temperature_end` alone: linear from `temperature` T0 (epoch 0) to T1 = `temperature_end`
+  (epoch `schedule_epochs` and later): T(e) = T0 + (T1 - T0) * min(e / schedule_epochs, 1).
+- `temperature_decay` d: exponential, T(e) = max(T0 * d^e, floor), the floor `temperature_end`
+  when set, else 1 ("T0 = 10 halved every epoch": temperature 10, temperature_decay 0.5).
+Without either T is constant, as before.
 """
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl, standardized
+from edgekd.losses.schedules import check_temperature_schedule, temperature_at
 
 ALPHA_RENAMED = {
     "alpha": "write ce_weight = 1 - alpha and kd_weight = alpha (alpha = 0.9: ce_weight = 0.1, kd_weight = 0.9)"
@@ -18,12 +22,23 @@ ALPHA_RENAMED = {
 class KDConfig(LossConfig):
     renamed = ALPHA_RENAMED
 
-    temperature: float = Field(4.0, gt=0, description="T, or the starting T when temperature_end is set")
+    temperature: float = Field(4.0, gt=0, description="T, or the starting T of a schedule")
     ce_weight: float = Field(0.1, ge=0, description="weight of CE on the labels")
     kd_weight: float = Field(0.9, ge=0, description="weight of the KD term")
-    temperature_end: float | None = Field(None, gt=0, description="final T of a linear schedule; None: constant T")
-    schedule_epochs: int = Field(10, ge=1, description="epochs the schedule takes to reach temperature_end")
+    temperature_end: float | None = Field(
+        None, gt=0, description="final T: of the linear schedule, or the floor of the exponential one; None: constant T"
+    )
+    schedule_epochs: int = Field(10, ge=1, description="epochs the linear schedule takes to reach temperature_end")
+    temperature_decay: float | None = Field(
+        None, gt=0, lt=1, description="exponential schedule: T = temperature * temperature_decay^epoch, floored"
+    )
     standardize: bool = Field(False, description="z-score each image's logits before T (logit standardization)")
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> "KDConfig":
+        c = self
+        check_temperature_schedule(c.temperature, c.temperature_end, c.temperature_decay, c.model_fields_set)
+        return self
 
 
 @LOSSES.register("kd")
@@ -36,9 +51,7 @@ class KD(DistillLoss):
 
     def temperature(self) -> float:
         c = self.config
-        if c.temperature_end is None:
-            return c.temperature
-        return c.temperature + (c.temperature_end - c.temperature) * min(self.epoch / c.schedule_epochs, 1.0)
+        return temperature_at(self.epoch, c.temperature, c.temperature_end, c.temperature_decay, c.schedule_epochs)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c = self.config

@@ -21,20 +21,7 @@ from edgekd.errors import EdgekdError
 from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
 from edgekd.losses.hooks import OutputHooks, dummy_forward, model_device
 from edgekd.losses.kd import ce_plus_kd
-from edgekd.models import create_model
-
-# the ends of the stages before the last (1/4, 1/8, 1/16 of the ImageNet resolution), as BYOT
-# puts its heads after ResNet's layer1-3
-DEFAULT_LAYERS = {
-    "mobilenet_v2": ["features.3", "features.6", "features.13"],
-    "mobilenet_v3_small": ["features.1", "features.3", "features.8"],
-    "mobilenet_v3_large": ["features.3", "features.6", "features.12"],
-    "shufflenet_v2_x0_5": ["stage2", "stage3"],
-    "shufflenet_v2_x1_0": ["stage2", "stage3"],
-    "resnet18": ["layer1", "layer2", "layer3"],
-    "resnet34": ["layer1", "layer2", "layer3"],
-    "resnet50": ["layer1", "layer2", "layer3"],
-}
+from edgekd.models import create_model, model_card
 
 
 class SelfDistillConfig(LossConfig):
@@ -83,12 +70,13 @@ class SelfDistill(DistillLoss):
     def layer_names(self, arch: str) -> list[str]:
         if self.config.layers:
             return self.config.layers
-        if arch not in DEFAULT_LAYERS:
+        layers = list(model_card(arch).feature_layers)  # the ends of the stages before the last
+        if not layers:
             raise EdgekdError(
                 f"self_distill has no default layers for student '{arch}'; set params.layers to some of its "
                 "layers (e.g. the last block of each downsampling stage)"
             )
-        return DEFAULT_LAYERS[arch]
+        return layers
 
     def check_student(self, arch: str) -> None:
         OutputHooks(self.layer_names(arch), "student", detach=False).layers(create_model(arch, 2))

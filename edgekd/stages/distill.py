@@ -24,8 +24,13 @@ from edgekd.train import TrainConfig, accuracy, fit, predict, seed_torch
 class StudentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "mobilenet_v2"
+    name: str = Field("mobilenet_v2", description="an edgekd.models name, or timm:NAME")
     small_input: bool = Field(True, description="stride-1 stem for small images (32x32 and below)")
+    weights: str = Field(
+        "none",
+        description="where the student starts: none (random), default (the library's pretrained weights, "
+        "downloaded once into its cache) or a state_dict / safetensors file; the classifier starts fresh",
+    )
 
 
 class DistillConfig(BaseModel):
@@ -142,6 +147,7 @@ def train_with_teacher(
     def set_epoch(epoch: int) -> None:
         loss.epoch = epoch
 
+    val = data.loader("val")
     fit(
         model,
         data.loader("train", shuffle=True, with_index=cached),
@@ -154,9 +160,10 @@ def train_with_teacher(
         teacher=teacher,
         mixed_precision=mixed_precision,
         seed=data.config.seed,
+        evaluate=lambda trained: accuracy(*predict(trained, val)),  # for train.keep = "best"
     )
     loss.detach()
-    return accuracy(*predict(model, data.loader("val")))
+    return accuracy(*predict(model, val))
 
 
 def _distill_one(
@@ -170,7 +177,7 @@ def _distill_one(
     generation: str,
 ) -> None:
     spec = StudentSpec(student.name, len(data.classes), student.small_input, data.config.input_size)
-    model = create_model(student.name, len(data.classes), student.small_input)
+    model = create_model(student.name, len(data.classes), student.small_input, student.weights)
     loss = create_loss(cfg.loss, cfg.params, spec)
     label = f"distill {student.name}{generation} ({cfg.loss}{{cached}})"
     val_accuracy = train_with_teacher(model, loss, teacher, data, cfg.train, label, checkpoint, logits_cache)

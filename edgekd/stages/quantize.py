@@ -45,14 +45,30 @@ class QuantizeConfig(BaseModel):
     train: TrainConfig = TrainConfig(epochs=2, lr=0.005, schedule="cosine")
 
 
+class _BatchNormLeaves(torch.fx.Tracer):
+    """Traces BatchNorm2d subclasses as one call: timm's BatchNormAct2d would otherwise be traced
+    into its F.batch_norm call and never be found for folding."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, nn.BatchNorm2d) or super().is_leaf_module(m, qualname)
+
+
+def _after_folding(bn: nn.BatchNorm2d) -> nn.Module:
+    """What a folded BatchNorm leaves: nothing, or the dropout and activation that timm's
+    BatchNormAct2d applies after normalizing."""
+    rest = [getattr(bn, name, None) for name in ("drop", "act")]
+    rest = [m for m in rest if isinstance(m, nn.Module) and not isinstance(m, nn.Identity)]
+    return nn.Sequential(*rest) if rest else nn.Identity()
+
+
 def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Folds every BatchNorm2d that directly follows a Conv2d into it, in place.
 
     An FX trace finds the conv -> bn dataflow; the module tree itself is kept (NNCF wraps
-    plain modules), with each folded BatchNorm replaced by Identity.
+    plain modules), with each folded BatchNorm replaced by what it applies after normalizing.
     """
     model.eval()
-    graph = torch.fx.symbolic_trace(model).graph
+    graph = _BatchNormLeaves().trace(model)
     modules = dict(model.named_modules())
     for node in graph.nodes:
         if node.op != "call_module" or not isinstance(modules[node.target], nn.BatchNorm2d):
@@ -60,7 +76,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         source = node.args[0]
         if source.op == "call_module" and isinstance(modules[source.target], nn.Conv2d) and len(source.users) == 1:
             model.set_submodule(source.target, fuse_conv_bn_eval(modules[source.target], modules[node.target]))
-            model.set_submodule(node.target, nn.Identity())
+            model.set_submodule(node.target, _after_folding(modules[node.target]))
     return model
 
 
