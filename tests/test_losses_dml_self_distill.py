@@ -2,6 +2,7 @@
 self-distillation's heads. Expected values and gradients are worked out with numpy/math from the
 papers' formulas; the loss's own models are replaced by fixed ones where a value is checked."""
 
+import dataclasses
 from collections import OrderedDict
 
 import numpy as np
@@ -10,8 +11,8 @@ import torch
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.losses import StudentSpec, create_loss
-from edgekd.models import create_model
+from edgekd.losses import StudentSpec, create_loss, self_distill
+from edgekd.models import create_model, model_card
 from tests.test_losses_methods import FS, S, T, Y, ce, kd_term, softmax, tensor
 
 P = [[0.3, -1.0, 2.0, 0.5], [1.0, 1.0, 0.0, -2.0], [-0.5, 0.2, 0.4, 1.5]]  # a second peer's logits
@@ -176,10 +177,16 @@ def test_self_distill_sizes_heads_on_the_default_layers(head, in_features):
     assert not any(m._forward_hooks for m in student.modules())
 
 
-def test_self_distill_layer_errors_name_valid_layers():
-    spec = StudentSpec("tiny", 3, True, 8)
-    with pytest.raises(EdgekdError, match="no default layers for student 'tiny'; set params.layers"):
-        create_loss("self_distill", {}, spec).attach(nn.Sequential(nn.Conv2d(3, 4, 3)), nn.Identity())
+def test_self_distill_layer_errors_name_valid_layers(monkeypatch):
+    spec = StudentSpec("mobilenet_v3_small", 3, True, 8)
+    # a model whose card names no feature layers (a timm model without feature_info at 1/4..1/16)
+    bare = dataclasses.replace(model_card("mobilenet_v3_small"), feature_layers=())
+    with monkeypatch.context() as patch:
+        patch.setattr(self_distill, "model_card", lambda name: bare)
+        with pytest.raises(EdgekdError, match="no default layers for student 'mobilenet_v3_small'; set params.layers"):
+            create_loss("self_distill", {}, spec).attach(nn.Sequential(nn.Conv2d(3, 4, 3)), nn.Identity())
+    with pytest.raises(EdgekdError, match="unknown model 'tiny'"):
+        create_loss("self_distill").check_student("tiny")
     student = create_model("mobilenet_v3_small", 3, True)
     loss = create_loss("self_distill", {"layers": ["features.30"]}, spec)
     with pytest.raises(EdgekdError, match="student has no layer 'features.30'.*valid names include: .*features.3"):
