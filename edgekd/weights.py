@@ -57,7 +57,8 @@ def fit_weights(model: nn.Module, state: dict[str, torch.Tensor], card: ModelCar
         raise EdgekdError(f"{source} do not fit {card.name}: {mismatch}; give weights saved from a {card.name} model")
     model.load_state_dict(given, strict=False)
     stem = sorted({k.rsplit(".", 1)[0] for k in fresh if not k.startswith(head)})
-    log(f"{card.name}: {source} loaded; new: classifier {card.classifier}" + (f", stem {stem[0]}" if stem else ""))
+    new = [f"{card.classifier} (classifier)"] + [f"{s} (stem)" for s in stem[:1]]
+    log(f"{card.name}: {source} loaded; started fresh: {', '.join(new)}")
 
 
 def default_state(card: ModelCard) -> dict[str, torch.Tensor]:
