@@ -27,17 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data import DataConfig, load_data
+from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
-from edgekd.stages.quantize import (
-    QuantizeConfig,
-    calibration_images,
-    insert_fake_quant,
-    load_quantized,
-    qdq_export_mode,
-    quantize,
-)
+from edgekd.stages.quantize import QuantizeConfig, calibration_images, load_quantized, quantize
 from edgekd.stages.verify import validation_arrays
 from edgekd.targets import load_target
 from edgekd.teachers import TeacherConfig, load_teacher

@@ -5,6 +5,8 @@ data: latency does not depend on the weights) at 224x224, batch 1:
   onnxruntime: fp32; quantize_static (QDQ, per-channel, after quant_pre_process) with s8s8,
                u8s8 and u8s8 + reduce_range; edgekd's int8 ONNX (BatchNorm folded, NNCF QDQ)
   OpenVINO:    fp32 IR; NNCF PTQ of that IR; edgekd's int8 IR
+  ExecuTorch:  (with edgekd[executorch]) fp32 .pte; PT2E PTQ with the XNNPACK quantizer; edgekd's
+               int8 .pte (PT2E QAT graph, converted untrained: latency does not depend on the weights)
 Every figure is the median p50 over `--rounds` rounds, each round measuring every artifact
 once in a fresh process (`python -m edgekd.runtime`), so drift hits all of them alike.
 Prints per model and runtime: edgekd int8 / best PTQ (< 1: edgekd faster) and int8 / fp32, each
@@ -29,9 +31,10 @@ import torch
 from edgekd.formats import Artifact
 from edgekd.models import create_model
 from edgekd.qdq import onnxruntime_ptq
+from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
+from edgekd.runtime import runtime_version
 from edgekd.stages.bench import BenchConfig, measure_in_subprocess
-from edgekd.stages.export import ExportConfig, Int8Inputs, torch2onnx, torch2openvino
-from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
+from edgekd.stages.export import ExportConfig, Int8Inputs, torch2executorch, torch2onnx, torch2openvino
 from edgekd.targets import load_target
 
 MODELS = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "resnet18"]
@@ -87,7 +90,35 @@ def artifacts_for(name: str, size: int, target: str, folder: Path, samples: int)
     rows["ov-fp32"] = ("openvino", fp32_ir)
     rows["ov-nncf-ptq"] = ("openvino", nncf_ptq_openvino(fp32_ir, folder / "nncf_ptq_openvino", calibration))
     rows["ov-edgekd-int8"] = ("openvino", torch2openvino(quantized, folder / "edgekd_int8_openvino", int8_meta, cfg))
+    if runtime_version("executorch"):
+        rows |= executorch_rows(model, folder, meta, [torch.from_numpy(c) for c in calibration], flavour)
     return rows
+
+
+def executorch_rows(model, folder: Path, meta: dict, calibration: list[torch.Tensor], flavour) -> dict:
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgekd.quantizers.xnnpack import XnnpackBackend, capture, train_eval_switchable
+
+    cfg, int8_meta = ExportConfig(), meta | {"precision": "int8"}
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    observed = prepare_pt2e(capture(model.eval(), torch.cat(calibration)[:2]), quantizer)
+    for image in calibration:
+        observed(image)
+    ptq = train_eval_switchable(convert_pt2e(observed))
+    backend = XnnpackBackend()
+    qat = backend.prepare(model, flavour, calibration)
+    qat.eval()
+    ours = train_eval_switchable(convert_pt2e(qat))
+    return {
+        "et-fp32": ("executorch", torch2executorch(model, folder / "fp32.pte", meta, cfg)),
+        "et-xnnpack-ptq": ("executorch", torch2executorch(ptq, folder / "ptq.pte", int8_meta, cfg)),
+        "et-edgekd-int8": ("executorch", torch2executorch(ours, folder / "edgekd_int8.pte", int8_meta, cfg)),
+    }
 
 
 def main() -> None:
@@ -133,8 +164,9 @@ def main() -> None:
 def print_model(name: str, rows: dict, args) -> None:
     print(f"\n{name} {args.size}x{args.size}, {args.threads} threads, batch 1 (median p50 of {args.rounds} rounds)")
     for row, r in rows.items():
-        e = r["executed"]
-        print(f"  {row:16s} {r['p50_ms']:8.3f} ms   {e['precision']} ({e['int8_convs']}/{e['convs']} int8 convs)")
+        e = r["executed"]  # ExecuTorch does not say which kernels its XNNPACK delegate ran
+        kernels = f"{e['precision']} ({e['int8_convs']}/{e['convs']} int8 convs)" if e else "(not reported)"
+        print(f"  {row:16s} {r['p50_ms']:8.3f} ms   {kernels}")
 
 
 def paired_ratios(rows: dict, ours: str, other: str) -> str:
@@ -154,6 +186,7 @@ def print_summary(results: dict) -> None:
         ms = {row: r["p50_ms"] for row, r in rows.items()}
         best = min(ORT_PTQ, key=ms.__getitem__)
         sides = [("onnxruntime", "fp32", best, "edgekd-int8"), ("openvino", "ov-fp32", "ov-nncf-ptq", "ov-edgekd-int8")]
+        sides += [("executorch", "et-fp32", "et-xnnpack-ptq", "et-edgekd-int8")] if "et-fp32" in rows else []
         for runtime, fp32, ptq, ours in sides:
             print(
                 f"| {name} | {runtime} | {ms[fp32]:.3f} | {ptq} | {ms[ptq]:.3f} | {ms[ours]:.3f} "
@@ -163,7 +196,9 @@ def print_summary(results: dict) -> None:
 
 
 def same_kernels(rows: dict, ours: str, other: str) -> str:
-    a, b = (rows[row]["executed"]["optimized_ops"] for row in (ours, other))
+    a, b = (rows[row]["executed"].get("optimized_ops") for row in (ours, other))
+    if a is None or b is None:
+        return "not reported"
     if a == b:
         return "same"
     diff = {op: (a.get(op, 0), b.get(op, 0)) for op in sorted(a.keys() | b.keys()) if a.get(op, 0) != b.get(op, 0)}

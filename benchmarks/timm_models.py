@@ -32,9 +32,9 @@ import torch
 
 from edgekd.losses import create_loss
 from edgekd.models import create_model
+from edgekd.quantizers.nncf import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
-from edgekd.stages.quantize import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 from edgekd.timm_models import SUPPORT_TABLE, support_markdown
 

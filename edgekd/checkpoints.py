@@ -4,7 +4,7 @@ with the same keys as before, so finished stages of earlier runs are still reuse
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -36,18 +36,20 @@ class StudentCheckpoint:
     @classmethod
     def load(cls, path: Path):
         state = load_checkpoint(path)
-        return cls(**{f.name: state[f.name] for f in fields(cls)})
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})  # absent: its default
 
 
 @dataclass(kw_only=True)
 class QatCheckpoint(StudentCheckpoint):
     """The student after quantization-aware training, with its fake quantizers."""
 
-    nncf_config: dict  # NNCF's record of where the quantizers sit
     int8: Int8Flavour  # the scheme it was trained for
     # a few normalized training images (fp16): the ONNX export re-lays its Q/DQ out for
     # onnxruntime, and tensors NNCF left in float get their ranges from them
     calibration: torch.Tensor
+    quantizer: str = "nncf"  # the `edgekd.quantizers` backend that trained it
+    nncf_config: dict = field(default_factory=dict)  # nncf: NNCF's record of where the quantizers sit
+    program: bytes = b""  # xnnpack: the converted graph, a saved torch.export program (weights inside)
 
     def __post_init__(self) -> None:
         if isinstance(self.int8, dict):  # as `save` wrote it

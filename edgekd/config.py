@@ -108,6 +108,7 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
     from edgekd.formats import FORMATS
     from edgekd.losses import create_loss
     from edgekd.models import check_model_name, create_model
+    from edgekd.runtime import runtime_version
 
     checks = [
         ("student.name", lambda: check_model_name(cfg.student.name)),
@@ -129,6 +130,9 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
     unknown = [f for f in cfg.export.formats if f not in FORMATS]
     if unknown:
         raise EdgekdError(f"{source}: export.formats: unknown {unknown}; choose from {', '.join(FORMATS)}")
+    for fmt in (FORMATS[f] for f in cfg.export.formats):
+        if fmt.extra and runtime_version(fmt.runtime) is None:
+            raise EdgekdError(f"{source}: export.formats: {fmt.name} needs {fmt.runtime}: {fmt.install_hint()}")
     check_teachers(cfg, source)
     check_training(cfg, source)
 

@@ -20,6 +20,11 @@ class Format:
     opens: str  # the file a runtime loads: `model.xml` inside the folder, or the artifact itself
     folder: bool = False
     precisions: tuple[str, ...] = ("fp32", "int8")
+    quantizer: str = "nncf"  # the `edgekd.quantizers` backend whose QAT its int8 artifact comes from
+    extra: str | None = None  # the pip extra its converter and runtime need (None: the base install)
+
+    def install_hint(self) -> str:
+        return f"pip install 'edgekd[{self.extra}]'"
 
 
 FORMATS: dict[str, Format] = {
@@ -29,8 +34,20 @@ FORMATS: dict[str, Format] = {
         Format("openvino", "OpenVINO IR", "openvino", "_openvino", "model.xml", folder=True),
         # for GPUs (runtime torch-cuda); fp32 only: fp16 is a load-time choice, and GPU int8 goes through ONNX
         Format("torch", "PyTorch (torch.export)", "torch", ".pt2", ".pt2", precisions=("fp32",)),
+        # ExecuTorch with the XNNPACK delegate (ARM and x86 CPUs): int8 from PT2E QAT in XNNPACK's scheme
+        Format(
+            "executorch", "ExecuTorch (XNNPACK)", "executorch", ".pte", ".pte", quantizer="xnnpack", extra="executorch"
+        ),  # fmt: skip
     )
 }
+
+
+def model_key(fmt: Format, precision: str) -> str:
+    """The trained model an artifact of `fmt` at `precision` is exported from: "fp32", or the
+    int8 model of the format's QAT ("int8" for NNCF's, "int8-<quantizer>" for another's)."""
+    if precision == "fp32":
+        return "fp32"
+    return "int8" if fmt.quantizer == "nncf" else f"int8-{fmt.quantizer}"
 
 
 @dataclass
@@ -42,9 +59,15 @@ class Artifact:
     path: str  # the file a runtime opens (`Format.opens`)
     size_mb: float
     sha256: str
+    quantizer: str | None = None  # int8: the QAT backend its weights come from (`Format.quantizer`)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def model_key(self) -> str:
+        """The trained model it was exported from (`model_key`)."""
+        return model_key(FORMATS[self.format], self.precision)
 
 
 def format_of(path: Path) -> Format:
@@ -72,4 +95,7 @@ def artifact_of(path: Path) -> Artifact:
     fmt, whole = format_of(path), artifact_root(path)
     precision = "int8" if "int8" in whole.name else "fp32"
     name = f"{fmt.name}-{precision}:{whole.name.removesuffix(fmt.suffix)}"
-    return Artifact(name, fmt.name, precision, fmt.runtime, str(path), round(size_mb(whole), 3), sha256(whole))
+    quantizer = fmt.quantizer if precision == "int8" else None
+    return Artifact(
+        name, fmt.name, precision, fmt.runtime, str(path), round(size_mb(whole), 3), sha256(whole), quantizer
+    )

@@ -46,7 +46,7 @@ class PredictConfig(BaseModel):
     threads: int = Field(2, ge=1)
 
 
-PREDICTS = ("onnx", "openvino")  # formats that carry the preprocessing metadata predict reads
+PREDICTS = ("onnx", "openvino", "executorch")  # formats that carry the preprocessing metadata predict reads
 
 
 def runtime_of(artifact: Path) -> str:
@@ -58,7 +58,12 @@ def runtime_of(artifact: Path) -> str:
 
 def _raw_metadata(artifact: Path) -> dict[str, str]:
     try:
-        if runtime_of(artifact) == "onnxruntime":
+        runtime = runtime_of(artifact)
+        if runtime == "executorch":
+            from edgekd.runtime.executorch import ExecutorchSession
+
+            return ExecutorchSession(str(artifact), 1).metadata()
+        if runtime == "onnxruntime":
             import onnx
 
             # metadata only: the weights are not needed to read it

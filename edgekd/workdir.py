@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgekd.config import PipelineConfig
 from edgekd.data import Data
+from edgekd.formats import FORMATS
 from edgekd.io import sha256
 from edgekd.targets import Target
 from edgekd.teachers import teacher_files
@@ -64,11 +65,11 @@ class Plan:
     teacher_key: str  # identifies the teacher (a file's sha256, or the stage's key)
     teacher: StageRun | None
     distill: StageRun
-    quantize: StageRun | None  # None with quantize.enabled = false
+    quantize: dict[str, StageRun]  # one QAT per quantizer backend the formats need; none when disabled
     logits_cache: Path  # the teacher's training-set logits, shared by distill and quantize
 
     def stages(self) -> list[StageRun]:
-        return [run for run in (self.teacher, self.distill, self.quantize) if run is not None]
+        return [run for run in (self.teacher, self.distill, *self.quantize.values()) if run is not None]
 
 
 def teacher_plan(cfg: PipelineConfig, data: Data, out: Path) -> tuple[str, StageRun | None]:
@@ -84,6 +85,12 @@ def teacher_plan(cfg: PipelineConfig, data: Data, out: Path) -> tuple[str, Stage
     return key, StageRun("teacher", key, Path(out) / "work" / f"teacher-{key}", "teacher.pt")
 
 
+def quantizers_for(formats: list[str]) -> list[str]:
+    """The QAT backends whose int8 models the formats export, in the formats' order."""
+    wanted = [FORMATS[f].quantizer for f in formats if f in FORMATS and "int8" in FORMATS[f].precisions]
+    return list(dict.fromkeys(wanted))
+
+
 def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path) -> Plan:
     out = Path(out)
     teacher_key, teacher = teacher_plan(cfg, data, out)
@@ -92,10 +99,13 @@ def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path) -> Plan:
     if cfg.student.weights not in ("none", "default"):  # a weights file: its content, not its name
         student["weights"] = sha256(Path(cfg.student.weights))
     distill_key = stage_key(teacher_key, cfg.distill.model_dump(mode="json"), student, *data_part)
-    quantize = None
-    if cfg.quantize.enabled:
-        key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), target.int8.model_dump())
-        quantize = StageRun("quantize", key, out / "work" / f"quantize-{key}", "student_int8_qat.pt")
+    quantize = {}
+    for quantizer in quantizers_for(cfg.export.formats) if cfg.quantize.enabled else []:
+        # NNCF's key is the one from before other backends existed: its finished stages are reused
+        extra = () if quantizer == "nncf" else (quantizer,)
+        key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), target.int8.model_dump(), *extra)
+        name = "quantize" if quantizer == "nncf" else f"quantize-{quantizer}"
+        quantize[quantizer] = StageRun(name, key, out / "work" / f"{name}-{key}", "student_int8_qat.pt")
     return Plan(
         teacher_key,
         teacher,

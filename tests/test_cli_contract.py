@@ -66,7 +66,7 @@ def test_quantization_prints_nothing_on_stdout(capfd):
     import torch
 
     from edgekd.models import create_model
-    from edgekd.stages.quantize import insert_fake_quant
+    from edgekd.quantizers.nncf import insert_fake_quant
     from edgekd.targets import load_target
 
     model = create_model("mobilenet_v3_small", 2, small_input=True).eval()

@@ -18,9 +18,9 @@ import torch
 
 from edgekd import emulation
 from edgekd.errors import EdgekdError
+from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session, runtime_version
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
-from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 from tests.test_export import PREPROCESSING, SIZE, trained_like
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from edgekd.models import create_model
+from edgekd.quantizers.nncf import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
-from edgekd.stages.quantize import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 
 SIZE = 16

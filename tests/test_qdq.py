@@ -21,9 +21,9 @@ from edgekd.qdq import (
     shapes_of_quantized,
     strip_qdq,
 )
+from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, Int8Inputs, _onnx, export
-from edgekd.stages.quantize import insert_fake_quant, qdq_export_mode
 from edgekd.targets import load_target
 from tests.test_export import PREPROCESSING, SIZE, trained_like
 

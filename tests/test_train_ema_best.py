@@ -131,7 +131,7 @@ def test_ema_and_keep_best_train_a_fake_quantized_model():
     stay whole in the average."""
     from torchvision.models import mobilenet_v2
 
-    from edgekd.stages.quantize import insert_fake_quant
+    from edgekd.quantizers.nncf import insert_fake_quant
     from edgekd.targets import Int8Flavour
 
     torch.manual_seed(0)

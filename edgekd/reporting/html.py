@@ -7,6 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
+from edgekd.reporting.snippet import INSTALL
 from edgekd.reporting.tables import row_name
 from edgekd.reporting.text import (
     COLUMNS,
@@ -85,7 +86,7 @@ def render(report: dict) -> str:
     snippet = report.get("snippet")
     if snippet:
         parts.append(f"<h2>Ship it: {escape(snippet['artifact'])} ({escape(snippet['target'])})</h2>")
-        for runtime in ("onnxruntime", "openvino"):
+        for runtime in INSTALL:
             if runtime in snippet:
                 parts.append(f"<h3>Python, {runtime}</h3><pre><code>{escape(snippet[runtime])}</code></pre>")
     parts.append("</body></html>\n")

@@ -49,7 +49,12 @@ class TeacherFacts(Part):
 class StudentFacts(Part):
     arch: str = Field(description="the student architecture (an `edgekd.models` name)")
     val_accuracy_fp32: float = Field(description="top-1 of the distilled PyTorch student")
-    val_accuracy_int8: float | None = Field(description="top-1 of the fake-quantized QAT student; null without QAT")
+    val_accuracy_int8: float | None = Field(
+        description="top-1 of the fake-quantized QAT student (NNCF's when several QATs ran); null without QAT"
+    )
+    val_accuracy_int8_by_quantizer: dict[str, float] = Field(
+        {}, description="top-1 of each QAT backend's fake-quantized student, by backend"
+    )
 
 
 class Verification(Part):
@@ -76,8 +81,11 @@ class Verification(Part):
 
 class ArtifactFacts(Part):
     name: str = Field(description="`<format>-<precision>`, e.g. `onnx-int8`")
-    format: str = Field(description="a name in edgekd.formats.FORMATS: onnx, openvino, torch")
+    format: str = Field(description="a name in edgekd.formats.FORMATS: onnx, openvino, torch, executorch")
     precision: Literal["fp32", "int8"] = Field(description="the weights' and kernels' precision")
+    quantizer: str | None = Field(
+        None, description="int8: the QAT backend its weights come from (edgekd.quantizers: nncf, xnnpack)"
+    )
     runtime: str = Field(description="the runtime that verifies and benchmarks it")
     path: str = Field(description="the file a runtime opens")
     size_mb: float = Field(description="on disk, MB (10^6 bytes); a folder format counts every file")
@@ -156,6 +164,7 @@ class Snippet(Part):
     precision: str = Field(description="its precision")
     onnxruntime: str | None = Field(None, description="Python that classifies an image with onnxruntime")
     openvino: str | None = Field(None, description="the same with OpenVINO")
+    executorch: str | None = Field(None, description="the same with ExecuTorch's Python runtime")
 
 
 class Report(Part):

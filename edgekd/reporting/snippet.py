@@ -1,4 +1,4 @@
-"""Copy-paste Python for shipping the recommended artifact, with onnxruntime and with OpenVINO.
+"""Copy-paste Python for shipping the recommended artifact, with onnxruntime, OpenVINO and ExecuTorch.
 
 The snippets read class names, input size, scale, mean and std from the metadata embedded in
 the artifact, so they stay right when the model is retrained; what only changes the code's
@@ -35,7 +35,16 @@ OPEN = {
         'compiled = core.compile_model(model, "CPU")',
         "compiled(x)[0][0]",
     ),
+    "executorch": (
+        "import torch\nfrom executorch.runtime import Runtime",
+        'program = Runtime.get().load_program("{path}")\n'
+        'embedded = json.loads(program.load_method("edgekd_metadata").execute([])[0])\n'
+        "meta = {{k: json.loads(embedded[k]) for k in {keys}}}\n"
+        'forward = program.load_method("forward")',
+        "forward.execute([torch.from_numpy(x)])[0][0].numpy()",
+    ),
 }
+INSTALL = {"onnxruntime": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}  # by runtime
 
 
 def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
@@ -86,7 +95,7 @@ def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
 
 def snippets(report: dict, out_dir: Path) -> dict | None:
     """For the recommended artifact of the build's target (else of the first table that has one):
-    {artifact, target, precision, onnxruntime: code, openvino: code}; paths relative to out_dir."""
+    {artifact, target, precision, onnxruntime / openvino / executorch: code}; paths relative to out_dir."""
     tables = sorted(report["tables"], key=lambda t: t["target"] != report["target"])
     chosen = next((t for t in tables if t.get("recommended")), None)
     if chosen is None:
@@ -95,7 +104,7 @@ def snippets(report: dict, out_dir: Path) -> dict | None:
     row = next(r for r in chosen["rows"] if row_name(r) == chosen["recommended"])
     precision = by_name[row["artifact"]]["precision"]
     result = {"artifact": chosen["recommended"], "target": chosen["target"], "precision": precision}
-    for runtime, install in (("onnxruntime", "onnxruntime"), ("openvino", "openvino")):
+    for runtime, install in INSTALL.items():
         # the recommended precision, in this runtime's own format
         same = [a for a in report["artifacts"] if a["precision"] == precision and a["runtime"] == runtime]
         if same:

@@ -7,6 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from edgekd.reporting.snippet import INSTALL
 from edgekd.reporting.tables import TOLERANCE, row_name
 
 # (column title, row key, format)
@@ -70,9 +71,22 @@ def summary(report: dict) -> list[str]:
         f"Teacher: {report['teacher']['source']}, val accuracy {report['teacher']['val_accuracy']:.2%}",
         f"Student: {student['arch']}, fp32 {student['val_accuracy_fp32']:.2%}"
         + (f", int8 QAT {int8:.2%}" if int8 is not None else ""),
+        *_qat_lines(report),
         f"Machine: {env['cpu']} ({env['machine']}, {env['cores']} cores); {flags}",
         f"Versions: Python {env['python']}, {versions}",
     ]
+
+
+def _qat_lines(report: dict) -> list[str]:
+    """Which QAT each int8 artifact comes from, when more than one QAT ran."""
+    by_quantizer = report["student"].get("val_accuracy_int8_by_quantizer", {})
+    if len(by_quantizer) < 2:
+        return []
+    parts = []
+    for quantizer, accuracy in by_quantizer.items():
+        names = [a["name"] for a in report["artifacts"] if a.get("quantizer") == quantizer]
+        parts.append(f"{quantizer} QAT ({accuracy:.2%}) for {', '.join(names) or 'no artifact'}")
+    return ["Int8 from (edgekd.quantizers): " + "; ".join(parts)]
 
 
 def facts_notes(table: dict) -> list[str]:
@@ -165,7 +179,7 @@ def markdown(report: dict) -> str:
     snippet = report.get("snippet")
     if snippet:
         lines += [f"## Ship it: `{snippet['artifact']}` (recommended for {snippet['target']})", ""]
-        for runtime in ("onnxruntime", "openvino"):
+        for runtime in INSTALL:
             if runtime in snippet:
                 lines += [f"Python with {runtime}:", "", "```python", snippet[runtime].rstrip(), "```", ""]
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from edgekd.costmodel import (
     why_not_estimated,
 )
 from edgekd.errors import EdgekdError
-from edgekd.formats import Artifact
+from edgekd.formats import FORMATS, Artifact
 from edgekd.gpu_bench import bench_gpu
 from edgekd.progress import log, progress
 from edgekd.remote import SshDevice
@@ -56,7 +56,10 @@ def _why_not_here(target: Target, artifact: Artifact) -> str | None:
     if artifact.runtime not in target.runtimes:
         return f"{artifact.runtime} is not a runtime of target '{target.name}'"
     if runtime_version(artifact.runtime) is None:
-        return f"{artifact.runtime} is not installed (pip install {artifact.runtime})"
+        fmt = FORMATS[artifact.format]
+        return (
+            f"{artifact.runtime} is not installed ({fmt.install_hint() if fmt.extra else f'pip install {fmt.runtime}'})"
+        )
     return None
 
 

@@ -1,4 +1,4 @@
-"""Export to ONNX and OpenVINO IR, fp32 and int8, with the metadata an app needs.
+"""Export to ONNX, OpenVINO IR and ExecuTorch, fp32 and int8, with the metadata an app needs.
 
 `edgekd.formats.FORMATS` says what each format is; here each has one small converter,
 `torch2<format>`, in `CONVERTERS`.
@@ -20,9 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.formats import FORMATS, Artifact, artifact_of
+from edgekd.formats import FORMATS, Artifact, artifact_of, model_key
 from edgekd.io import atomic_path
 from edgekd.qdq import fold_weight_quantizers, for_onnxruntime
+from edgekd.quantizers import QUANTIZERS
 from edgekd.targets import Int8Flavour
 
 
@@ -123,11 +124,29 @@ def torch2pt2(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportCon
     return dest
 
 
+def torch2executorch(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
+    """An ExecuTorch program with its graph delegated to XNNPACK, batch 1 as apps run it. The
+    metadata is a constant method, `edgekd_metadata`, returning the JSON of ONNX's key/values."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+    model.eval()  # not inline: an exported graph's eval (torchao's) returns None
+    program = torch.export.export(model, (example,))
+    lowered = to_edge_transform_and_lower(
+        program, partitioner=[XnnpackPartitioner()], constant_methods={"edgekd_metadata": json.dumps(meta)}
+    ).to_executorch()
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(lowered.buffer)
+    return dest
+
+
 # each format's converter, by its name in `edgekd.formats.FORMATS`
 CONVERTERS: dict[str, Callable[..., Path]] = {  # (model, dest, metadata, ExportConfig, Int8Inputs) -> path
     "onnx": torch2onnx,
     "openvino": torch2openvino,
     "torch": torch2pt2,
+    "executorch": torch2executorch,
 }
 assert CONVERTERS.keys() == FORMATS.keys(), "a format without a converter, or a converter without a format"
 
@@ -139,20 +158,23 @@ def export(
     out_dir: Path,
     int8: Int8Inputs | None = None,
 ) -> list[Artifact]:
-    """Exports each model (keyed by precision: fp32, int8) to every configured format; an int8
-    model needs `int8`. Its scheme goes into the metadata too, as JSON, for apps."""
+    """Exports each trained model to the configured formats it serves: `models` is keyed by
+    `edgekd.formats.model_key` ("fp32"; "int8", NNCF's QAT, for ONNX and OpenVINO; "int8-xnnpack"
+    for ExecuTorch). NNCF's int8 model needs `int8`. The int8 scheme goes into the metadata too,
+    as JSON, for apps."""
     unknown = [f for f in cfg.formats if f not in FORMATS]
     if unknown:
         raise EdgekdError(f"unknown export format {unknown}; choose from: {', '.join(FORMATS)}")
     artifacts = []
-    for precision, model in models.items():
-        meta = metadata(preprocessing, precision)
-        if precision == "int8" and int8 is not None:
-            meta["int8"] = json.dumps(int8.flavour.model_dump())
+    for precision in ("fp32", "int8"):
         for name in cfg.formats:
             fmt = FORMATS[name]
-            if precision not in fmt.precisions:
+            model = models.get(model_key(fmt, precision)) if precision in fmt.precisions else None
+            if model is None:
                 continue
+            meta = metadata(preprocessing, precision)
+            if precision == "int8" and int8 is not None:
+                meta["int8"] = json.dumps(QUANTIZERS.get(fmt.quantizer).scheme(int8.flavour).model_dump())
             path = CONVERTERS[name](model, out_dir / f"student_{precision}{fmt.suffix}", meta, cfg, int8)
             artifacts.append(replace(artifact_of(path), name=f"{name}-{precision}"))
     return artifacts

@@ -101,12 +101,13 @@ def _target_logits(cfg, artifact: Artifact, images, host: np.ndarray, emulated: 
 def verify(
     cfg: VerifyConfig, artifacts: list[Artifact], references: dict[str, torch.Tensor], data: Data, target: Target
 ) -> list[Verification]:
-    """`references` holds the PyTorch logits on the validation split per precision."""
+    """`references` holds the PyTorch logits on the validation split of each trained model, by
+    `Artifact.model_key`."""
     images, labels = validation_arrays(data)
     emulated, why_not = ({}, None) if target.runs_on_host() else _emulated(cfg, artifacts, images, target)
     results = []
     for artifact in artifacts:
-        reference = references[artifact.precision].numpy()
+        reference = references[artifact.model_key].numpy()
         host = _run(open_session(artifact.runtime, artifact.path, cfg.threads), images)
         method, checked_by, logits = _target_logits(cfg, artifact, images, host, emulated, why_not, target)
         minimum = cfg.min_agreement_fp32 if artifact.precision == "fp32" else cfg.min_agreement_int8
