@@ -7,6 +7,9 @@ data: latency does not depend on the weights) at 224x224, batch 1:
   OpenVINO:    fp32 IR; NNCF PTQ of that IR; edgekd's int8 IR
   ExecuTorch:  (with edgekd[executorch]) fp32 .pte; PT2E PTQ with the XNNPACK quantizer; edgekd's
                int8 .pte (PT2E QAT graph, converted untrained: latency does not depend on the weights)
+  LiteRT:      (with edgekd[tflite]) fp32 .tflite; PT2E PTQ with litert-torch's own quantizer;
+               edgekd's int8 .tflite (the same PT2E QAT graph as ExecuTorch's)
+  ncnn:        (with edgekd[ncnn]) fp32 only, beside the others for scale
 Every figure is the median p50 over `--rounds` rounds, each round measuring every artifact
 once in a fresh process (`python -m edgekd.runtime`), so drift hits all of them alike.
 Prints per model and runtime: edgekd int8 / best PTQ (< 1: edgekd faster) and int8 / fp32, each
@@ -24,6 +27,7 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -34,7 +38,15 @@ from edgekd.qdq import onnxruntime_ptq
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import runtime_version
 from edgekd.stages.bench import BenchConfig, measure_in_subprocess
-from edgekd.stages.export import ExportConfig, Int8Inputs, torch2executorch, torch2onnx, torch2openvino
+from edgekd.stages.export import (
+    ExportConfig,
+    Int8Inputs,
+    torch2executorch,
+    torch2ncnn,
+    torch2onnx,
+    torch2openvino,
+    torch2tflite,
+)
 from edgekd.targets import load_target
 
 MODELS = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "resnet18"]
@@ -90,35 +102,64 @@ def artifacts_for(name: str, size: int, target: str, folder: Path, samples: int)
     rows["ov-fp32"] = ("openvino", fp32_ir)
     rows["ov-nncf-ptq"] = ("openvino", nncf_ptq_openvino(fp32_ir, folder / "nncf_ptq_openvino", calibration))
     rows["ov-edgekd-int8"] = ("openvino", torch2openvino(quantized, folder / "edgekd_int8_openvino", int8_meta, cfg))
-    if runtime_version("executorch"):
-        rows |= executorch_rows(model, folder, meta, [torch.from_numpy(c) for c in calibration], flavour)
+    rows |= pt2e_rows(model, folder, meta, [torch.from_numpy(c) for c in calibration], flavour)
+    if runtime_version("ncnn"):
+        rows["ncnn-fp32"] = ("ncnn", torch2ncnn(model, folder / "fp32_ncnn", meta, cfg))
     return rows
 
 
-def executorch_rows(model, folder: Path, meta: dict, calibration: list[torch.Tensor], flavour) -> dict:
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+def pt2e_ptq(model, calibration: list[torch.Tensor], quantizer):
+    """Post-training quantization in PT2E: observe the calibration images, convert (weights left
+    float behind their quantize/dequantize pairs, as both exporters take them)."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from edgekd.quantizers.xnnpack import XnnpackBackend, capture, train_eval_switchable
+    from edgekd.quantizers.xnnpack import capture, train_eval_switchable
 
-    cfg, int8_meta = ExportConfig(), meta | {"precision": "int8"}
-    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
     observed = prepare_pt2e(capture(model.eval(), torch.cat(calibration)[:2]), quantizer)
     for image in calibration:
         observed(image)
-    ptq = train_eval_switchable(convert_pt2e(observed))
-    backend = XnnpackBackend()
-    qat = backend.prepare(model, flavour, calibration)
+    return train_eval_switchable(convert_pt2e(observed, fold_quantize=False))
+
+
+def edgekd_pt2e_int8(model, calibration: list[torch.Tensor], flavour):
+    """edgekd's PT2E QAT graph as its checkpoint holds it, converted untrained."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from edgekd.quantizers.xnnpack import XnnpackBackend, train_eval_switchable
+
+    qat = XnnpackBackend().prepare(model, flavour, calibration)
     qat.eval()
-    ours = train_eval_switchable(convert_pt2e(qat))
-    return {
-        "et-fp32": ("executorch", torch2executorch(model, folder / "fp32.pte", meta, cfg)),
-        "et-xnnpack-ptq": ("executorch", torch2executorch(ptq, folder / "ptq.pte", int8_meta, cfg)),
-        "et-edgekd-int8": ("executorch", torch2executorch(ours, folder / "edgekd_int8.pte", int8_meta, cfg)),
-    }
+    return train_eval_switchable(convert_pt2e(qat, fold_quantize=False))
+
+
+def own_ptq() -> list[tuple[str, str, str, object, Callable, str]]:
+    """(row prefix, runtime, PTQ row, the format's own PT2E quantizer, converter, suffix) for the
+    PT2E formats whose runtime is installed."""
+    sides = []
+    if runtime_version("executorch"):
+        from executorch.backends.xnnpack.quantizer import xnnpack_quantizer as xnnpack
+
+        quantizer = xnnpack.XNNPACKQuantizer().set_global(xnnpack.get_symmetric_quantization_config(True))
+        sides.append(("et", "executorch", "xnnpack-ptq", quantizer, torch2executorch, ".pte"))
+    if runtime_version("litert"):
+        from litert_torch.quantize import pt2e_quantizer as litert
+
+        quantizer = litert.PT2EQuantizer().set_global(litert.get_symmetric_quantization_config(True))
+        sides.append(("lt", "litert", "litert-ptq", quantizer, torch2tflite, ".tflite"))
+    return sides
+
+
+def pt2e_rows(model, folder: Path, meta: dict, calibration: list[torch.Tensor], flavour) -> dict:
+    """Per PT2E format: fp32, its own quantizer's PTQ, and edgekd's int8 (one QAT graph for all)."""
+    cfg, int8_meta, rows = ExportConfig(), meta | {"precision": "int8"}, {}
+    sides = own_ptq()
+    ours = edgekd_pt2e_int8(model, calibration, flavour) if sides else None
+    for prefix, runtime, ptq_row, quantizer, convert, suffix in sides:
+        ptq = pt2e_ptq(model, calibration, quantizer)
+        rows[f"{prefix}-fp32"] = (runtime, convert(model, folder / f"{prefix}_fp32{suffix}", meta, cfg))
+        rows[f"{prefix}-{ptq_row}"] = (runtime, convert(ptq, folder / f"{prefix}_ptq{suffix}", int8_meta, cfg))
+        rows[f"{prefix}-edgekd-int8"] = (runtime, convert(ours, folder / f"{prefix}_int8{suffix}", int8_meta, cfg))
+    return rows
 
 
 def main() -> None:
@@ -187,12 +228,15 @@ def print_summary(results: dict) -> None:
         best = min(ORT_PTQ, key=ms.__getitem__)
         sides = [("onnxruntime", "fp32", best, "edgekd-int8"), ("openvino", "ov-fp32", "ov-nncf-ptq", "ov-edgekd-int8")]
         sides += [("executorch", "et-fp32", "et-xnnpack-ptq", "et-edgekd-int8")] if "et-fp32" in rows else []
+        sides += [("litert", "lt-fp32", "lt-litert-ptq", "lt-edgekd-int8")] if "lt-fp32" in rows else []
         for runtime, fp32, ptq, ours in sides:
             print(
                 f"| {name} | {runtime} | {ms[fp32]:.3f} | {ptq} | {ms[ptq]:.3f} | {ms[ours]:.3f} "
                 f"| {paired_ratios(rows, ours, ptq)} | {paired_ratios(rows, ours, fp32)} "
                 f"| {same_kernels(rows, ours, ptq)} |"
             )
+        if "ncnn-fp32" in rows:  # no int8: ncnn's quantizer is a tool no wheel ships
+            print(f"| {name} | ncnn | {ms['ncnn-fp32']:.3f} | - | - | - | - | - | fp32 only |")
 
 
 def same_kernels(rows: dict, ours: str, other: str) -> str:

@@ -38,6 +38,12 @@ FORMATS: dict[str, Format] = {
         Format(
             "executorch", "ExecuTorch (XNNPACK)", "executorch", ".pte", ".pte", quantizer="xnnpack", extra="executorch"
         ),  # fmt: skip
+        # LiteRT for Android: its int8 is the same PT2E QAT as ExecuTorch's (LiteRT's kernels are XNNPACK's too)
+        Format("tflite", "LiteRT (.tflite)", "litert", ".tflite", ".tflite", quantizer="xnnpack", extra="tflite"),
+        # ncnn through pnnx, fp32 only: ncnn's int8 comes from its ncnn2int8 tool, which no wheel ships
+        Format(
+            "ncnn", "ncnn (pnnx)", "ncnn", "_ncnn", "model.ncnn.param", folder=True, precisions=("fp32",), extra="ncnn"
+        ),  # fmt: skip
     )
 }
 

@@ -46,7 +46,8 @@ class PredictConfig(BaseModel):
     threads: int = Field(2, ge=1)
 
 
-PREDICTS = ("onnx", "openvino", "executorch")  # formats that carry the preprocessing metadata predict reads
+# formats that carry the preprocessing metadata predict reads
+PREDICTS = ("onnx", "openvino", "executorch", "tflite", "ncnn")
 
 
 def runtime_of(artifact: Path) -> str:
@@ -63,6 +64,14 @@ def _raw_metadata(artifact: Path) -> dict[str, str]:
             from edgekd.runtime.executorch import ExecutorchSession
 
             return ExecutorchSession(str(artifact), 1).metadata()
+        if runtime == "litert":
+            from edgekd.runtime.litert import read_metadata
+
+            return read_metadata(artifact.read_bytes())
+        if runtime == "ncnn":
+            from edgekd.runtime.ncnn import METADATA_FILE
+
+            return json.loads((artifact.parent / METADATA_FILE).read_text())
         if runtime == "onnxruntime":
             import onnx
 

@@ -168,7 +168,7 @@ def test_resume_completes_the_build_from_the_quantize_checkpoint(run):
     epoch = epoch_of(run.one("quantize-*/quantize.ckpt"))
     done = run.run("--resume")
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"quantization-aware training: resuming after epoch {epoch}/2" in done.stderr
+    assert f"quantization-aware training (NNCF): resuming after epoch {epoch}/2" in done.stderr
     assert "distill mobilenet_v3_small" not in done.stderr  # finished stage reused, not retrained
     report = json.loads((run.out / "report.json").read_text())
     for artifact in report["artifacts"]:

@@ -1,7 +1,7 @@
-"""ARM's kernels without an ARM board: artifacts run by the aarch64 builds of onnxruntime and
-OpenVINO (the same releases as this host's) under qemu user-mode emulation, in an arm64 Python
-from Debian's archive (`edgekd.emulation.debian`). Emulation gives numerics (accuracy, top-1
-agreement), never latency: qemu's speed says nothing about a board's.
+"""ARM's kernels without an ARM board: artifacts run by the aarch64 builds of onnxruntime,
+OpenVINO, LiteRT and ncnn (this host's releases, where they have aarch64 wheels) under qemu
+user-mode emulation, in an arm64 Python from Debian's archive (`edgekd.emulation.debian`).
+Emulation gives numerics (accuracy, top-1 agreement), never latency: qemu's speed says nothing about a board's.
 
 The root file system is built once, on first use, into ~/.cache/edgekd/arm-rootfs-<versions>
 (EDGEKD_CACHE moves it), keyed by the runtime releases so that a host upgrade builds a new one.
@@ -38,11 +38,24 @@ def qemu() -> str | None:
     return shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 
 
-def wheels() -> list[str]:
-    """The aarch64 packages: this host's onnxruntime and OpenVINO releases."""
+# runtime -> its aarch64 package: the host's release, except where that release has no aarch64
+# Linux wheel (ai-edge-litert 2.x has none; 1.4.0 is the newest that has). ExecuTorch is not
+# here: its aarch64 Python runtime needs aarch64 torch, a root file system ten times the size.
+PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert", "ncnn": "ncnn"}
+AARCH64_RELEASES = {"litert": "1.4.0"}
+
+
+def releases() -> dict[str, str]:
+    """runtime -> the release whose aarch64 build runs under emulation, for the runtimes installed here."""
     from edgekd.runtime import runtime_version
 
-    pins = [f"{name}=={runtime_version(name)}" for name in ("onnxruntime", "openvino") if runtime_version(name)]
+    installed = {name: runtime_version(name) for name in PACKAGES}
+    return {name: AARCH64_RELEASES.get(name, version) for name, version in installed.items() if version}
+
+
+def wheels() -> list[str]:
+    """The aarch64 packages of the runtimes installed here."""
+    pins = [f"{PACKAGES[name]}=={version}" for name, version in releases().items()]
     return ["numpy<2.3", *pins]  # numpy 2.3's aarch64 wheels need a newer qemu than Debian 12's 7.2
 
 
@@ -87,7 +100,7 @@ def build_rootfs(root: Path | None = None) -> Path:
         packages = debian.build(fs)
         pip = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
         pip += ["--dest", str(work / "wheels")]
-        for tag in ("manylinux_2_36", "manylinux_2_35", "manylinux_2_28", "manylinux2014"):
+        for tag in ("manylinux_2_36", "manylinux_2_35", "manylinux_2_28", "manylinux_2_17", "manylinux2014"):
             pip += ["--platform", f"{tag}_aarch64"]
         done = subprocess.run([*pip, "--python-version", debian.PYTHON, *wheels()], capture_output=True, text=True)
         if done.returncode != 0:
@@ -124,9 +137,7 @@ def unavailable(mode: str | bool) -> str | None:
 
 
 def description(runtime: str) -> str:
-    from edgekd.runtime import runtime_version
-
-    return f"{runtime} {runtime_version(runtime)} aarch64 kernels under qemu -cpu {CPU} (emulated)"
+    return f"{runtime} {releases()[runtime]} aarch64 kernels under qemu -cpu {CPU} (emulated)"
 
 
 def arm_logits(

@@ -4,11 +4,13 @@ channel), asymmetric int8 activations, the scheme XNNPACK's and KleidiAI's kerne
 
 The student is captured with torch.export and torchao's `prepare_qat_pt2e` puts fake quantizers
 in the captured graph; BatchNorm stays in training and is folded into the convolutions when the
-trained graph is converted. The checkpoint keeps that converted graph as a torch.export program.
+trained graph is converted. The checkpoint keeps that converted graph as a torch.export program,
+from which the ExecuTorch and LiteRT artifacts are both exported.
 """
 
 from __future__ import annotations
 
+import copy
 import io
 from pathlib import Path
 
@@ -33,6 +35,17 @@ def train_eval_switchable(graph: nn.Module) -> nn.Module:
     from torchao.quantization.pt2e import allow_exported_model_train_eval
 
     return allow_exported_model_train_eval(graph)
+
+
+def with_int8_weights(graph: nn.Module) -> nn.Module:
+    """A copy of the converted graph with each weight's quantize op folded into an int8 constant, as
+    XNNPACK's partitioner takes it (what `convert_pt2e` does by default)."""
+    from torchao.quantization.pt2e.constant_fold import constant_fold
+    from torchao.quantization.pt2e.quantize_pt2e import _quant_node_constraint
+
+    folded = copy.deepcopy(graph)  # the same graph goes on to LiteRT's converter, which wants it unfolded
+    constant_fold(folded, _quant_node_constraint)
+    return folded
 
 
 class XnnpackBackend(QatBackend):
@@ -64,7 +77,9 @@ class XnnpackBackend(QatBackend):
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
         model.eval()  # the switch torchao adds returns None
-        converted = convert_pt2e(model)
+        # weights stay float, each behind its quantize/dequantize pair: LiteRT's converter reads
+        # them so; ExecuTorch's export folds them to int8 (`with_int8_weights`)
+        converted = convert_pt2e(model, fold_quantize=False)
         example = torch.cat(calibration)[:2]
         batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
         program = torch.export.export(converted, (example,), dynamic_shapes=({0: batch},))

@@ -81,7 +81,7 @@ class Verification(Part):
 
 class ArtifactFacts(Part):
     name: str = Field(description="`<format>-<precision>`, e.g. `onnx-int8`")
-    format: str = Field(description="a name in edgekd.formats.FORMATS: onnx, openvino, torch, executorch")
+    format: str = Field(description="a name in edgekd.formats.FORMATS: onnx, openvino, torch, executorch, tflite, ncnn")
     precision: Literal["fp32", "int8"] = Field(description="the weights' and kernels' precision")
     quantizer: str | None = Field(
         None, description="int8: the QAT backend its weights come from (edgekd.quantizers: nncf, xnnpack)"
@@ -165,6 +165,8 @@ class Snippet(Part):
     onnxruntime: str | None = Field(None, description="Python that classifies an image with onnxruntime")
     openvino: str | None = Field(None, description="the same with OpenVINO")
     executorch: str | None = Field(None, description="the same with ExecuTorch's Python runtime")
+    litert: str | None = Field(None, description="the same with LiteRT's interpreter (ai-edge-litert)")
+    ncnn: str | None = Field(None, description="the same with ncnn's Python binding")
 
 
 class Report(Part):

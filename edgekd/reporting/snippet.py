@@ -1,4 +1,4 @@
-"""Copy-paste Python for shipping the recommended artifact, with onnxruntime, OpenVINO and ExecuTorch.
+"""Copy-paste Python for shipping the recommended artifact: onnxruntime, OpenVINO, ExecuTorch, LiteRT, ncnn.
 
 The snippets read class names, input size, scale, mean and std from the metadata embedded in
 the artifact, so they stay right when the model is retrained; what only changes the code's
@@ -43,8 +43,54 @@ OPEN = {
         'forward = program.load_method("forward")',
         "forward.execute([torch.from_numpy(x)])[0][0].numpy()",
     ),
+    "litert": (
+        "from ai_edge_litert import schema_py_generated as schema\nfrom ai_edge_litert.interpreter import Interpreter",
+        'model_bytes = open("{path}", "rb").read()\n'
+        "root = schema.Model.GetRootAs(model_bytes, 0)\n"
+        "entries = [root.Metadata(i) for i in range(root.MetadataLength())]\n"
+        'entry = next(e for e in entries if e.Name() == b"edgekd_metadata")\n'
+        "embedded = json.loads(root.Buffers(entry.Buffer()).DataAsNumpy().tobytes())\n"
+        "meta = {{k: json.loads(embedded[k]) for k in {keys}}}\n"
+        "interpreter = Interpreter(model_content=model_bytes)\n"
+        "interpreter.allocate_tensors()\n"
+        "(input_,), (output,) = interpreter.get_input_details(), interpreter.get_output_details()\n"
+        "\n\n"
+        "def run(x: np.ndarray) -> np.ndarray:\n"
+        '    if input_["dtype"] == np.int8:  # a fully int8 model takes and gives int8, in each tensor\'s scale\n'
+        '        scale, zero = input_["quantization"]\n'
+        "        x = np.clip(np.round(x / scale) + zero, -128, 127).astype(np.int8)\n"
+        '    interpreter.set_tensor(input_["index"], x)\n'
+        "    interpreter.invoke()\n"
+        '    y = interpreter.get_tensor(output["index"])\n'
+        '    if output["dtype"] == np.int8:\n'
+        '        scale, zero = output["quantization"]\n'
+        "        y = (y.astype(np.float32) - zero) * scale\n"
+        "    return y",
+        "run(x)[0]",
+    ),
+    "ncnn": (
+        "import ncnn",
+        'param = "{path}"\n'
+        'embedded = json.loads(open(param.removesuffix("model.ncnn.param") + "metadata.json").read())\n'
+        "meta = {{k: json.loads(embedded[k]) for k in {keys}}}\n"
+        "net = ncnn.Net()\n"
+        "net.load_param(param)\n"
+        'net.load_model(param.removesuffix(".param") + ".bin")\n'
+        "\n\n"
+        "def run(x: np.ndarray) -> np.ndarray:\n"
+        "    extractor = net.create_extractor()  # one per image\n"
+        '    extractor.input("in0", ncnn.Mat(x[0]).clone())\n'
+        '    return np.array(extractor.extract("out0")[1])[None]',
+        "run(x)[0]",
+    ),
 }
-INSTALL = {"onnxruntime": "onnxruntime", "openvino": "openvino", "executorch": "executorch"}  # by runtime
+INSTALL = {  # by runtime: what the snippet's pip install names
+    "onnxruntime": "onnxruntime",
+    "openvino": "openvino",
+    "executorch": "executorch",
+    "litert": "ai-edge-litert",
+    "ncnn": "ncnn",
+}
 
 
 def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
@@ -95,7 +141,7 @@ def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
 
 def snippets(report: dict, out_dir: Path) -> dict | None:
     """For the recommended artifact of the build's target (else of the first table that has one):
-    {artifact, target, precision, onnxruntime / openvino / executorch: code}; paths relative to out_dir."""
+    {artifact, target, precision, and code by runtime (INSTALL's keys)}; paths relative to out_dir."""
     tables = sorted(report["tables"], key=lambda t: t["target"] != report["target"])
     chosen = next((t for t in tables if t.get("recommended")), None)
     if chosen is None:

@@ -3,6 +3,9 @@ itself, so it can be copied to a device and run there (`python -m edgekd.runtime
 
 from __future__ import annotations
 
+import os
+import sys
+from contextlib import contextmanager
 from typing import Callable
 
 import numpy as np
@@ -51,3 +54,24 @@ def summarize_convs(kinds: list[str]) -> dict:
     int8 = kinds.count("int8")
     precision = "int8" if kinds and int8 == len(kinds) else "fp32" if int8 == 0 else "mixed"
     return {"precision": precision, "int8_convs": int8, "convs": len(kinds)}
+
+
+@contextmanager
+def native_output_silenced(*fds: int):
+    """Native libraries (ExecuTorch, litert-torch, pnnx) print their logs and passes from C++
+    on stdout or stderr, which carry edgekd's own output (--json, progress, errors): the given
+    file descriptors go to /dev/null while they run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(fd) for fd in fds]
+    try:
+        with open(os.devnull, "w") as null:
+            for fd in fds:
+                os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, copy in zip(fds, saved):
+            os.dup2(copy, fd)
+            os.close(copy)

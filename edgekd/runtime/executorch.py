@@ -1,34 +1,19 @@
-"""ExecuTorch's Python runtime, running a .pte program (its graph delegated to XNNPACK)."""
+"""ExecuTorch's Python runtime, running a .pte program (its graph delegated to XNNPACK). Its C++
+logs CPU probing and thread-pool resets to stderr while it loads: silenced."""
 
 from __future__ import annotations
 
 import json
-import os
-from contextlib import contextmanager
 from importlib import metadata
 
 import numpy as np
 
-from edgekd.runtime.base import Session, register
-
-
-@contextmanager
-def _native_logs_silenced():
-    """ExecuTorch's C++ logs its CPU probing and thread-pool resets to stderr, which carries
-    edgekd's own progress and errors: they go to /dev/null while it loads."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+from edgekd.runtime.base import Session, native_output_silenced, register
 
 
 def _version() -> str | None:
     try:
-        with _native_logs_silenced():
+        with native_output_silenced(2):
             import executorch.runtime  # noqa: F401  (installed is not enough: it must load)
         return metadata.version("executorch")
     except (ImportError, metadata.PackageNotFoundError):
@@ -41,7 +26,7 @@ class ExecutorchSession(Session):
     def __init__(self, path: str, threads: int):
         import torch
 
-        with _native_logs_silenced():
+        with native_output_silenced(2):
             from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
             from executorch.runtime import Runtime
 

@@ -1,4 +1,4 @@
-"""Export to ONNX, OpenVINO IR and ExecuTorch, fp32 and int8, with the metadata an app needs.
+"""Export to ONNX, OpenVINO IR, ExecuTorch, LiteRT and ncnn, with the metadata an app needs.
 
 `edgekd.formats.FORMATS` says what each format is; here each has one small converter,
 `torch2<format>`, in `CONVERTERS`.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, replace
@@ -24,6 +25,10 @@ from edgekd.formats import FORMATS, Artifact, artifact_of, model_key
 from edgekd.io import atomic_path
 from edgekd.qdq import fold_weight_quantizers, for_onnxruntime
 from edgekd.quantizers import QUANTIZERS
+from edgekd.quantizers.xnnpack import with_int8_weights
+from edgekd.runtime.base import native_output_silenced
+from edgekd.runtime.litert import METADATA_NAME
+from edgekd.runtime.ncnn import METADATA_FILE as NCNN_METADATA
 from edgekd.targets import Int8Flavour
 
 
@@ -132,6 +137,8 @@ def torch2executorch(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Ex
 
     example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
     model.eval()  # not inline: an exported graph's eval (torchao's) returns None
+    if meta["precision"] == "int8":
+        model = with_int8_weights(model)
     program = torch.export.export(model, (example,))
     lowered = to_edge_transform_and_lower(
         program, partitioner=[XnnpackPartitioner()], constant_methods={"edgekd_metadata": json.dumps(meta)}
@@ -141,12 +148,65 @@ def torch2executorch(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Ex
     return dest
 
 
+def torch2tflite(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
+    """A LiteRT flatbuffer through litert-torch, batch 1, NCHW input as the other formats take it.
+    The int8 model (PT2E, XNNPACK's scheme) becomes a fully int8 graph: int8 input and output,
+    their scale and zero point in the tensors' quantization. The metadata is the model's
+    `edgekd_metadata` entry, the JSON of ONNX's key/values."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    with native_output_silenced(1, 2):
+        import litert_torch
+
+        litert_torch.config.show_progress = False  # its rich progress would interleave with edgekd's
+        quant_config = None
+        if meta["precision"] == "int8":
+            from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
+            from litert_torch.quantize.quant_config import QuantConfig
+
+            # the graph is already quantized; the quantizer only tells the converter it is static int8
+            scheme = get_symmetric_quantization_config(is_per_channel=True)
+            quant_config = QuantConfig(pt2e_quantizer=PT2EQuantizer().set_global(scheme))
+        example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+        model.eval()  # not inline: an exported graph's eval (torchao's) returns None
+        converted = litert_torch.convert(model, (example,), quant_config=quant_config)
+        flatbuffer = flatbuffer_utils.read_model_from_bytearray(bytearray(converted.model_content()))
+    flatbuffer.buffers.append(schema.BufferT())
+    flatbuffer.buffers[-1].data = list(json.dumps(meta).encode())
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = METADATA_NAME, len(flatbuffer.buffers) - 1
+    flatbuffer.metadata = [*(flatbuffer.metadata or []), entry]
+    with atomic_path(dest) as tmp:
+        tmp.write_bytes(flatbuffer_utils.convert_object_to_bytearray(flatbuffer))
+    return dest
+
+
+def torch2ncnn(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
+    """ncnn's param and bin through pnnx (which traces with TorchScript), batch 1; ncnn's files
+    hold no key/values, so the metadata is `metadata.json` beside them."""
+    import pnnx
+
+    example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+    with tempfile.TemporaryDirectory(prefix="edgekd-pnnx-") as tmp, native_output_silenced(1, 2):
+        # pnnx writes its intermediate files beside the traced model, and prints its passes
+        pnnx.export(model.eval(), str(Path(tmp) / "model.pt"), (example,))
+        with atomic_path(dest) as folder:
+            folder.mkdir()
+            for name in ("model.ncnn.param", "model.ncnn.bin"):
+                shutil.move(Path(tmp) / name, folder / name)
+            (folder / NCNN_METADATA).write_text(json.dumps(meta, indent=1))
+    return dest / "model.ncnn.param"
+
+
 # each format's converter, by its name in `edgekd.formats.FORMATS`
 CONVERTERS: dict[str, Callable[..., Path]] = {  # (model, dest, metadata, ExportConfig, Int8Inputs) -> path
     "onnx": torch2onnx,
     "openvino": torch2openvino,
     "torch": torch2pt2,
     "executorch": torch2executorch,
+    "tflite": torch2tflite,
+    "ncnn": torch2ncnn,
 }
 assert CONVERTERS.keys() == FORMATS.keys(), "a format without a converter, or a converter without a format"
 

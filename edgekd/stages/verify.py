@@ -28,8 +28,6 @@ from edgekd.reporting.schema import Verification
 from edgekd.runtime import open_session
 from edgekd.targets import Target
 
-EMULATED_RUNTIMES = ("onnxruntime", "openvino")
-
 
 class VerifyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -70,7 +68,7 @@ def _emulated(cfg: VerifyConfig, artifacts: list[Artifact], images: np.ndarray, 
     if target.arch != "aarch64":
         return {}, f"edgekd has no emulator for {target.arch}"
     reason = emulation.unavailable(cfg.arm_emulation)
-    runnable = [a for a in artifacts if a.runtime in EMULATED_RUNTIMES]
+    runnable = [a for a in artifacts if a.runtime in emulation.releases()]
     if reason or not runnable:
         return {}, reason
     try:

@@ -1,0 +1,114 @@
+"""The formats mobile and embedded apps ship: ExecuTorch (.pte delegated to XNNPACK), LiteRT
+(.tflite) and ncnn, each run by its own runtime; ExecuTorch's and LiteRT's int8 weights come
+from one PT2E QAT with the XNNPACK quantizer."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from edgekd.formats import artifact_of
+from edgekd.runtime import open_session
+from edgekd.stages.export import ExportConfig, export
+from tests.test_export import PREPROCESSING, SIZE, trained_like
+
+MODULES = {"executorch": "executorch.runtime", "tflite": "ai_edge_litert.interpreter", "ncnn": "ncnn"}
+for module in MODULES.values():
+    pytest.importorskip(module, reason="pip install 'edgekd[executorch,tflite,ncnn]'")
+
+
+@pytest.mark.parametrize(
+    "fmt, opens, runtime", [("executorch", "student_fp32.pte", "executorch"),
+                            ("tflite", "student_fp32.tflite", "litert"),
+                            ("ncnn", "student_fp32_ncnn/model.ncnn.param", "ncnn")],
+)  # fmt: skip
+def test_fp32_artifact_computes_the_model_and_carries_the_metadata(tmp_path, fmt, opens, runtime):
+    model = trained_like("mobilenet_v3_small")
+    (artifact,) = export(ExportConfig(formats=[fmt]), {"fp32": model}, PREPROCESSING, tmp_path)
+    assert artifact.name == f"{fmt}-fp32" and artifact.path == str(tmp_path / opens)
+    assert artifact_of(artifact.path).format == fmt and artifact.quantizer is None
+    session = open_session(runtime, artifact.path, 2)
+    images = torch.randn(5, 3, SIZE, SIZE)
+    with torch.no_grad():
+        expected = model(images).numpy()
+    assert abs(session.run(images.numpy()) - expected).max() < 1e-4
+    assert session.input_shape() == [1, 3, SIZE, SIZE]
+    meta = session.metadata()
+    assert json.loads(meta["classes"]) == PREPROCESSING["classes"] and meta["precision"] == "fp32"
+
+
+@pytest.mark.slow
+def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(tmp_path):
+    from tests.conftest import TINY_CONFIG
+
+    config = tmp_path / "tiny.toml"
+    formats = '["onnx", "executorch", "tflite", "ncnn"]'
+    config.write_text(TINY_CONFIG.format(student="mobilenet_v3_small") + f"\n[export]\nformats = {formats}\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(config), "--out", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # the native libraries' own logs are kept out of edgekd's output
+    for chatter in ("threadpool", "cpuinfo", "XNNPACK delegate", "pass_level", "LiteRT-Torch Convert"):
+        assert chatter not in done.stderr + done.stdout, chatter
+    report = json.loads((out / "report.json").read_text())
+    artifacts = {a["name"]: a for a in report["artifacts"]}
+    assert set(artifacts) == {
+        *(f"{f}-{p}" for f in ("onnx", "executorch", "tflite") for p in ("fp32", "int8")),
+        "ncnn-fp32",
+    }
+    assert artifacts["onnx-int8"]["quantizer"] == "nncf"
+    assert artifacts["executorch-int8"]["quantizer"] == artifacts["tflite-int8"]["quantizer"] == "xnnpack"
+    assert set(report["student"]["val_accuracy_int8_by_quantizer"]) == {"nncf", "xnnpack"}
+    assert len(list((out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt"))) == 1  # one QAT serves both
+    for artifact in artifacts.values():
+        assert artifact["verification"]["passed"], artifact
+    host = report["tables"][0]
+    assert all(row["status"] == "ok" and row["p50_ms"] > 0 for row in host["rows"]), host["rows"]
+    for name, runtime in (("executorch-int8", "executorch"), ("tflite-int8", "litert")):
+        session = open_session(runtime, artifacts[name]["path"], 2)
+        assert json.loads(session.metadata()["int8"])["activations"] == "s8"  # XNNPACK's scheme, not ONNX's u8
+    assert open_session("litert", artifacts["tflite-int8"]["path"], 2).executed_precision()["precision"] == "int8"
+    assert "Int8 from (edgekd.quantizers): nncf QAT" in (out / "report.md").read_text()
+    # each runtime's snippet runs as written and agrees with `edgekd predict` on its artifact
+    pixels = np.random.default_rng(5).integers(0, 256, (30, 45, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(out / "image.jpg")
+    precision = report["snippet"]["precision"]
+    for fmt, runtime in (("executorch", "executorch"), ("tflite", "litert"), ("ncnn", "ncnn")):
+        if f"{fmt}-{precision}" not in artifacts:
+            continue
+        snippet = report["snippet"][runtime]
+        assert f"```python\n{snippet.rstrip()}\n```" in (out / "report.md").read_text()
+        path = artifacts[f"{fmt}-{precision}"]["path"]
+        predicted = subprocess.run([sys.executable, "-m", "edgekd", "predict", path, str(out / "image.jpg"),
+                                    "--top-k", "1", "--json"], capture_output=True, text=True)  # fmt: skip
+        assert predicted.returncode == 0, predicted.stderr[-2000:]
+        top = json.loads(predicted.stdout)[0]["top"][0]
+        ran = subprocess.run([sys.executable, "-c", snippet], cwd=out, capture_output=True, text=True)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        name, probability = eval(ran.stdout.strip().splitlines()[-1])  # the snippet prints (class, probability)
+        assert name == top["class"] and probability == pytest.approx(top["probability"], abs=1e-4), fmt
+
+
+@pytest.mark.parametrize(
+    "fmt, module, extra", [("executorch", "executorch", "executorch"), ("tflite", "ai_edge_litert", "tflite"),
+                           ("ncnn", "ncnn", "ncnn")],
+)  # fmt: skip
+def test_a_format_without_its_extra_stops_when_the_config_is_read(tmp_path, tiny_config, fmt, module, extra):
+    # a package that fails to import stands for one that is not installed
+    (tmp_path / "blocked" / module).mkdir(parents=True)
+    (tmp_path / "blocked" / module / "__init__.py").write_text("raise ImportError('not installed')\n")
+    command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(tiny_config),
+               "--set", f'export.formats=["onnx", "{fmt}"]', "--out", str(tmp_path / "out")]  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(tmp_path / "blocked")}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert f"export.formats: {fmt} needs " in done.stderr and f"pip install 'edgekd[{extra}]'" in done.stderr
+    assert not (tmp_path / "out" / "work").exists()
