@@ -27,7 +27,7 @@ from tests.test_cli_errors import assert_one_line_error, edgekd
         ("[quantize]\nloss = 'dk'", ["quantize: unknown distillation loss 'dk'", "did you mean 'dkd'"]),
         ("[student]\nname = 'mobilenet_v9'", ["student.name: unknown model 'mobilenet_v9'"]),
         ("[teacher]\narch = 'resnet19'", ["teacher.arch: unknown model 'resnet19'", "did you mean"]),
-        ("[export]\nformats = ['onnx', 'tflite']", ["export.formats: unknown ['tflite']"]),
+        ("[export]\nformats = ['onnx', 'coreml']", ["export.formats: unknown ['coreml']"]),
         ("[distill.train]\nepochs = 'ten'", ["'distill.train.epochs'", "valid integer", "'ten'"]),
         ("[data]\nbatch_size = 0", ["'data.batch_size'", "greater than or equal to 1"]),
         ("[data]\nskip_bad_image = true", ["unknown key 'data.skip_bad_image'", "did you mean 'skip_bad_images'"]),
