@@ -199,6 +199,11 @@ def why_not_estimated(graph: list[Layer], runtime: str) -> str | None:
             "int8: no published int8 latency of onnxruntime or OpenVINO on a Cortex-A board "
             "to ground an estimate (measure with --device ssh://user@board)"
         )
+    if runtime == "ncnn":
+        return (
+            "the boards' fits are benchncnn's defaults (fp16 arithmetic where the CPU has it); "
+            "edgekd runs ncnn in fp32, as verified"
+        )
     if runtime not in RUNTIME_RATIOS:
         return f"no published {runtime} vs ncnn measurements to scale the estimate by"
     return None

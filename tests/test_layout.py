@@ -99,7 +99,11 @@ def distributions(modules: set[str]) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize(
     "folder, extras, module_level_only",
-    [("edgekd", (), True), ("benchmarks", ("bench", "executorch", "tflite", "ncnn"), False), ("tests", ("test",), False)],
+    [
+        ("edgekd", (), True),
+        ("benchmarks", ("bench", "executorch", "tflite", "ncnn"), False),
+        ("tests", ("test",), False),
+    ],
 )
 def test_every_import_is_declared(folder, extras, module_level_only):
     # benchmarks/ measure a format's rows only where its extra is installed

@@ -74,6 +74,8 @@ OPEN = {
         'embedded = json.loads(open(param.removesuffix("model.ncnn.param") + "metadata.json").read())\n'
         "meta = {{k: json.loads(embedded[k]) for k in {keys}}}\n"
         "net = ncnn.Net()\n"
+        'for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):\n'
+        "    setattr(net.opt, option, False)  # fp32, as edgekd verified it (ncnn's ARM default is fp16)\n"
         "net.load_param(param)\n"
         'net.load_model(param.removesuffix(".param") + ".bin")\n'
         "\n\n"

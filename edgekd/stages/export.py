@@ -160,6 +160,9 @@ def torch2tflite(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Export
         import litert_torch
 
         litert_torch.config.show_progress = False  # its rich progress would interleave with edgekd's
+        # litert-torch brings JAX, which warns at every later fork; the forks that follow (the
+        # data loader's workers) only decode images and never touch JAX
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
         quant_config = None
         if meta["precision"] == "int8":
             from litert_torch.quantize.pt2e_quantizer import PT2EQuantizer, get_symmetric_quantization_config
