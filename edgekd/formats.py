@@ -48,12 +48,15 @@ FORMATS: dict[str, Format] = {
 }
 
 
+def int8_key(quantizer: str) -> str:
+    """The key of the int8 model a QAT backend trains: "int8" for NNCF's, "int8-<quantizer>" for another's."""
+    return "int8" if quantizer == "nncf" else f"int8-{quantizer}"
+
+
 def model_key(fmt: Format, precision: str) -> str:
     """The trained model an artifact of `fmt` at `precision` is exported from: "fp32", or the
-    int8 model of the format's QAT ("int8" for NNCF's, "int8-<quantizer>" for another's)."""
-    if precision == "fp32":
-        return "fp32"
-    return "int8" if fmt.quantizer == "nncf" else f"int8-{fmt.quantizer}"
+    int8 model of the format's QAT (`int8_key`)."""
+    return "fp32" if precision == "fp32" else int8_key(fmt.quantizer)
 
 
 @dataclass

@@ -17,6 +17,7 @@ from edgekd.config import PipelineConfig, check_teachers, check_training, resolv
 from edgekd.data import Data, load_data
 from edgekd.environment import environment
 from edgekd.errors import VerificationFailed
+from edgekd.formats import int8_key
 from edgekd.io import check_writable, exclusive
 from edgekd.progress import log
 from edgekd.quantizers import QUANTIZERS
@@ -190,7 +191,7 @@ def load_trained(stages: Plan, data: Data) -> Trained:
     trained = Trained({"fp32": student}, {"fp32": predict(student, data.loader("val"), cpu)[0]},
                       ckpt.preprocessing, {"fp32": ckpt.val_accuracy}, None)  # fmt: skip
     for quantizer, stage in stages.quantize.items():
-        key = "int8" if quantizer == "nncf" else f"int8-{quantizer}"  # as `edgekd.formats.model_key`
+        key = int8_key(quantizer)
         trained.models[key], qat = load_quantized(stage.result)
         if quantizer == "nncf":  # the ONNX export re-lays NNCF's Q/DQ out for onnxruntime with these
             trained.int8 = Int8Inputs(qat.calibration_array(), qat.int8)
@@ -244,9 +245,7 @@ def build_facts(cfg, target: Target, data: Data, teacher: Teacher, trained: Trai
             # NNCF's, else the first other QAT's; each artifact's own accuracy is in its rows
             "val_accuracy_int8": next((v for k, v in sorted(trained.val_accuracy.items()) if k != "fp32"), None),
             "val_accuracy_int8_by_quantizer": {
-                ("nncf" if k == "int8" else k.removeprefix("int8-")): v
-                for k, v in trained.val_accuracy.items()
-                if k != "fp32"
+                q: trained.val_accuracy[int8_key(q)] for q in QUANTIZERS.names() if int8_key(q) in trained.val_accuracy
             },
         },
         "artifacts": artifact_facts,

@@ -60,29 +60,21 @@ def runtime_of(artifact: Path) -> str:
 def _raw_metadata(artifact: Path) -> dict[str, str]:
     try:
         runtime = runtime_of(artifact)
-        if runtime == "executorch":
-            from edgekd.runtime.executorch import ExecutorchSession
-
-            return ExecutorchSession(str(artifact), 1).metadata()
-        if runtime == "litert":
-            from edgekd.runtime.litert import read_metadata
-
-            return read_metadata(artifact.read_bytes())
-        if runtime == "ncnn":
-            from edgekd.runtime.ncnn import METADATA_FILE
-
-            return json.loads((artifact.parent / METADATA_FILE).read_text())
         if runtime == "onnxruntime":
             import onnx
 
             # metadata only: the weights are not needed to read it
             model = onnx.load(str(artifact), load_external_data=False)
             return {p.key: p.value for p in model.metadata_props}
-        import openvino as ov
+        if runtime == "openvino":
+            import openvino as ov
 
-        model = ov.Core().read_model(str(artifact))
-        present = [k for k in KEYS if model.has_rt_info(["model_info", k])]
-        return {k: model.get_rt_info(["model_info", k]).astype(str) for k in present}
+            model = ov.Core().read_model(str(artifact))
+            present = [k for k in KEYS if model.has_rt_info(["model_info", k])]
+            return {k: model.get_rt_info(["model_info", k]).astype(str) for k in present}
+        from edgekd.runtime import open_session
+
+        return open_session(runtime, str(artifact), 1).metadata()
     except EdgekdError:
         raise
     except Exception as e:  # each runtime raises its own types for an unreadable model

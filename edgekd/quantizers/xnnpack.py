@@ -24,9 +24,13 @@ from edgekd.targets import Int8Flavour
 MAX_BATCH = 4096
 
 
-def capture(model: nn.Module, example: torch.Tensor) -> nn.Module:
+def export_with_any_batch(model: nn.Module, example: torch.Tensor) -> torch.export.ExportedProgram:
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},)).module()
+    return torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
+
+
+def capture(model: nn.Module, example: torch.Tensor) -> nn.Module:
+    return export_with_any_batch(model, example).module()
 
 
 def train_eval_switchable(graph: nn.Module) -> nn.Module:
@@ -80,9 +84,7 @@ class XnnpackBackend(QatBackend):
         # weights stay float, each behind its quantize/dequantize pair: LiteRT's converter reads
         # them so; ExecuTorch's export folds them to int8 (`with_int8_weights`)
         converted = convert_pt2e(model, fold_quantize=False)
-        example = torch.cat(calibration)[:2]
-        batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-        program = torch.export.export(converted, (example,), dynamic_shapes=({0: batch},))
+        program = export_with_any_batch(converted, torch.cat(calibration)[:2])
         buffer = io.BytesIO()
         torch.export.save(program, buffer)
         return {"state_dict": {}, "program": buffer.getvalue()}

@@ -22,6 +22,11 @@ class Session:
         """Input shape with the batch dimension set to 1."""
         raise NotImplementedError
 
+    def metadata(self) -> dict[str, str]:
+        """The key/values edgekd stored with the artifact, for the runtimes whose artifacts keep
+        them in a container of their own (ExecuTorch, LiteRT, ncnn)."""
+        raise NotImplementedError
+
     def executed_precision(self) -> dict:
         """Which precision the runtime really ran the convolutions in, read from its own graph."""
         return {}

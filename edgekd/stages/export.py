@@ -38,6 +38,11 @@ def metadata(preprocessing: dict, precision: str) -> dict[str, str]:
     return meta | {"precision": precision, "producer": "edgekd"}
 
 
+def example_input(meta: dict[str, str], batch: int = 1) -> torch.Tensor:
+    """A zero batch at the model's input size, which the exporters trace with."""
+    return torch.zeros(batch, 3, *json.loads(meta["input_size"]))
+
+
 class ExportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -50,7 +55,7 @@ def _onnx(model: nn.Module, meta: dict[str, str], cfg: ExportConfig):
     QuantizeLinear/DequantizeLinear pairs), with quantized weights stored as int8."""
     import onnx
 
-    example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+    example = example_input(meta)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -118,7 +123,7 @@ def torch2openvino(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Expo
 
 def torch2pt2(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
     """A `torch.export` program: runs with torch alone (no edgekd model code), on GPUs too."""
-    example = torch.zeros(2, 3, *json.loads(meta["input_size"]))  # batch 2: 1 would be specialized
+    example = example_input(meta, batch=2)  # batch 2: 1 would be specialized
     program = torch.export.export(
         model.eval(), (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)
     )
@@ -135,7 +140,7 @@ def torch2executorch(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Ex
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+    example = example_input(meta)
     model.eval()  # not inline: an exported graph's eval (torchao's) returns None
     if meta["precision"] == "int8":
         model = with_int8_weights(model)
@@ -171,7 +176,7 @@ def torch2tflite(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Export
             # the graph is already quantized; the quantizer only tells the converter it is static int8
             scheme = get_symmetric_quantization_config(is_per_channel=True)
             quant_config = QuantConfig(pt2e_quantizer=PT2EQuantizer().set_global(scheme))
-        example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+        example = example_input(meta)
         model.eval()  # not inline: an exported graph's eval (torchao's) returns None
         converted = litert_torch.convert(model, (example,), quant_config=quant_config)
         flatbuffer = flatbuffer_utils.read_model_from_bytearray(bytearray(converted.model_content()))
@@ -190,7 +195,7 @@ def torch2ncnn(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportCo
     hold no key/values, so the metadata is `metadata.json` beside them."""
     import pnnx
 
-    example = torch.zeros(1, 3, *json.loads(meta["input_size"]))
+    example = example_input(meta)
     with tempfile.TemporaryDirectory(prefix="edgekd-pnnx-") as tmp, native_output_silenced(1, 2):
         # pnnx writes its intermediate files beside the traced model, and prints its passes
         pnnx.export(model.eval(), str(Path(tmp) / "model.pt"), (example,))
