@@ -1,7 +1,7 @@
 """edgekd's int8 artifacts against each runtime's own post-training quantization, side by side.
 
-For each model (torchvision architecture, random weights with BatchNorm statistics set from
-data: latency does not depend on the weights) at 224x224, batch 1:
+Latency. For each model (torchvision architecture, random weights with BatchNorm statistics set
+from data: latency does not depend on the weights) at 224x224, batch 1:
   onnxruntime: fp32; quantize_static (QDQ, per-channel, after quant_pre_process) with s8s8,
                u8s8 and u8s8 + reduce_range; edgekd's int8 ONNX (BatchNorm folded, NNCF QDQ)
   OpenVINO:    fp32 IR; NNCF PTQ of that IR; edgekd's int8 IR
@@ -9,19 +9,33 @@ data: latency does not depend on the weights) at 224x224, batch 1:
                int8 .pte (PT2E QAT graph, converted untrained: latency does not depend on the weights)
   LiteRT:      (with edgekd[tflite]) fp32 .tflite; PT2E PTQ with litert-torch's own quantizer;
                edgekd's int8 .tflite (the same PT2E QAT graph as ExecuTorch's)
-  ncnn:        (with edgekd[ncnn]) fp32 only, beside the others for scale
+  ncnn:        (with edgekd[ncnn]) fp32; edgekd's int8 (the same PT2E QAT graph, as ncnn2int8 lays
+               it out); ncnn's own PTQ tools (ncnn2table, ncnn2int8) ship in no wheel: no PTQ row
+  onnxruntime, PT2E: (with edgekd[bench]) edgekd's PT2E QAT graph as ONNX (torch.onnx's dynamo
+               exporter): should the ARM ONNX artifact come from the XNNPACK-scheme QAT?
 Every figure is the median p50 over `--rounds` rounds, each round measuring every artifact
 once in a fresh process (`python -m edgekd.runtime`), so drift hits all of them alike.
 Prints per model and runtime: edgekd int8 / best PTQ (< 1: edgekd faster) and int8 / fp32, each
 the median of the per-round ratios with their range, and how the runtime's graph of edgekd's int8
 differs from the PTQ's (a timing within the machine's drift, on the same kernels, is parity).
 
+ARM-kernel agreement (with `--cifar`: the CIFAR-10 ImageFolder extracted from ../shared). Random
+weights give every image the same class, so agreement needs a trained model: the shared
+ResNet-18 CIFAR-10 teacher at 32x32, the same artifacts made from it (calibrated on training
+images; edgekd's int8 is its QAT graphs calibrated, not trained: the benchmark trains nothing),
+each artifact's accuracy and top-1 agreement with the fp32 PyTorch model on `--images` test
+images, on this host's kernels and on the aarch64 build of its runtime under qemu
+(`edgekd.emulation`; ExecuTorch has no aarch64 build there).
+
     python benchmarks/int8_vs_ptq.py [--models mobilenet_v2 resnet18] [--target x86]
+    tar xzf ../shared/data/cifar10-jpg.tar.gz -C /tmp/cifar10
+    python benchmarks/int8_vs_ptq.py --models --cifar /tmp/cifar10   # agreement only
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -37,6 +51,7 @@ from edgekd.models import create_model
 from edgekd.qdq import onnxruntime_ptq
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import runtime_version
+from edgekd.runtime.base import native_output_silenced
 from edgekd.stages.bench import BenchConfig, measure_in_subprocess
 from edgekd.stages.export import (
     ExportConfig,
@@ -49,6 +64,7 @@ from edgekd.stages.export import (
 )
 from edgekd.targets import load_target
 
+SHARED = Path(__file__).resolve().parents[2] / "shared"
 MODELS = ["mobilenet_v2", "mobilenet_v3_small", "shufflenet_v2_x1_0", "resnet18"]
 ORT_PTQ = {"ptq-s8s8": ("s8", False), "ptq-u8s8": ("u8", False), "ptq-u8s8-rr": ("u8", True)}
 
@@ -79,11 +95,8 @@ def nncf_ptq_openvino(fp32_xml: Path, dest: Path, calibration: list[np.ndarray])
     return dest / "model.xml"
 
 
-def artifacts_for(name: str, size: int, target: str, folder: Path, samples: int) -> dict[str, tuple[str, Path]]:
-    """{row name: (runtime, path)} for one model."""
-    model = trained_like(name, size)
-    rng = np.random.default_rng(0)
-    calibration = [rng.standard_normal((1, 3, size, size), dtype=np.float32) for _ in range(samples)]
+def artifacts_for(model, size: int, target: str, folder: Path, calibration: list[np.ndarray]) -> dict:
+    """{row name: (runtime, path)} for one model; `calibration` holds batches of one image."""
     meta = {"input_size": json.dumps([size, size]), "precision": "fp32"}
     cfg = ExportConfig()
     fp32 = torch2onnx(model, folder / "fp32.onnx", meta, cfg)
@@ -103,9 +116,17 @@ def artifacts_for(name: str, size: int, target: str, folder: Path, samples: int)
     rows["ov-nncf-ptq"] = ("openvino", nncf_ptq_openvino(fp32_ir, folder / "nncf_ptq_openvino", calibration))
     rows["ov-edgekd-int8"] = ("openvino", torch2openvino(quantized, folder / "edgekd_int8_openvino", int8_meta, cfg))
     rows |= pt2e_rows(model, folder, meta, [torch.from_numpy(c) for c in calibration], flavour)
-    if runtime_version("ncnn"):
-        rows["ncnn-fp32"] = ("ncnn", torch2ncnn(model, folder / "fp32_ncnn", meta, cfg))
     return rows
+
+
+def pt2e2onnx(graph, dest: Path, size: int) -> Path:
+    """A PT2E graph as ONNX QDQ, through torch.onnx's dynamo exporter (the TorchScript one has no
+    quantized_decomposed ops)."""
+    with native_output_silenced(1):  # the exporter prints its steps
+        batch = ({0: torch.export.Dim("batch", min=1, max=4096)},)
+        example = (torch.zeros(2, 3, size, size),)
+        torch.onnx.export(graph, example, dynamic_shapes=batch, dynamo=True, opset_version=18).save(str(dest))
+    return dest
 
 
 def pt2e_ptq(model, calibration: list[torch.Tensor], quantizer):
@@ -152,8 +173,14 @@ def own_ptq() -> list[tuple[str, str, str, object, Callable, str]]:
 def pt2e_rows(model, folder: Path, meta: dict, calibration: list[torch.Tensor], flavour) -> dict:
     """Per PT2E format: fp32, its own quantizer's PTQ, and edgekd's int8 (one QAT graph for all)."""
     cfg, int8_meta, rows = ExportConfig(), meta | {"precision": "int8"}, {}
-    sides = own_ptq()
-    ours = edgekd_pt2e_int8(model, calibration, flavour) if sides else None
+    sides, ncnn = own_ptq(), runtime_version("ncnn")
+    ours = edgekd_pt2e_int8(model, calibration, flavour) if sides or ncnn else None
+    if ours is not None and importlib.util.find_spec("onnxscript"):
+        size = json.loads(meta["input_size"])[0]
+        rows["edgekd-int8-pt2e"] = ("onnxruntime", pt2e2onnx(ours, folder / "edgekd_int8_pt2e.onnx", size))
+    if ncnn:
+        rows["nc-fp32"] = ("ncnn", torch2ncnn(model, folder / "nc_fp32_ncnn", meta, cfg))
+        rows["nc-edgekd-int8"] = ("ncnn", torch2ncnn(ours, folder / "nc_int8_ncnn", int8_meta, cfg))
     for prefix, runtime, ptq_row, quantizer, convert, suffix in sides:
         ptq = pt2e_ptq(model, calibration, quantizer)
         rows[f"{prefix}-fp32"] = (runtime, convert(model, folder / f"{prefix}_fp32{suffix}", meta, cfg))
@@ -164,7 +191,7 @@ def pt2e_rows(model, folder: Path, meta: dict, calibration: list[torch.Tensor], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--models", nargs="*", default=MODELS)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--target", default="x86", help="the target profile whose int8 flavour edgekd uses")
     parser.add_argument("--threads", type=int, default=2)
@@ -172,6 +199,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--calibration", type=int, default=32)
+    parser.add_argument("--cifar", type=Path, help="CIFAR-10 ImageFolder: also measure the ARM-kernel agreement")
+    parser.add_argument("--teacher", type=Path, default=SHARED / "teachers/resnet18_cifar10/resnet18_cifar10.pt")
+    parser.add_argument("--images", type=int, default=500, help="test images for the agreement")
     parser.add_argument("--json", type=Path, help="also write every measurement here")
     args = parser.parse_args()
     bench = BenchConfig(warmup=args.warmup, runs=args.runs, timeout_s=900)
@@ -180,7 +210,12 @@ def main() -> None:
         for name in args.models:
             folder = Path(tmp) / name
             folder.mkdir()
-            rows = artifacts_for(name, args.size, args.target, folder, args.calibration)
+            calibration = list(
+                np.random.default_rng(0).standard_normal(
+                    (args.calibration, 1, 3, args.size, args.size), dtype=np.float32
+                )
+            )
+            rows = artifacts_for(trained_like(name, args.size), args.size, args.target, folder, calibration)
             p50s: dict[str, list[float]] = {row: [] for row in rows}
             executed: dict[str, dict] = {}
             for _ in range(args.rounds):
@@ -197,9 +232,56 @@ def main() -> None:
                 row: {"p50_ms": statistics.median(v), "all": v, "executed": executed[row]} for row, v in p50s.items()
             }
             print_model(name, results[name], args)
-    print_summary(results)
+        if results:
+            print_summary(results)
+        if args.cifar:
+            results["agreement"] = arm_agreement(args, Path(tmp) / "cifar")
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=1))
+
+
+def arm_agreement(args, folder: Path) -> dict:
+    """Accuracy and top-1 agreement with the fp32 PyTorch model of every artifact made from the
+    trained CIFAR-10 teacher, on this host's kernels and on ARM's under qemu."""
+    from edgekd import emulation
+    from edgekd.data import DataConfig, load_data
+    from edgekd.runtime import open_session
+    from edgekd.stages.verify import validation_arrays
+    from edgekd.teachers import TeacherConfig, load_teacher
+
+    cifar = {"input_size": 32, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}
+    data = load_data(DataConfig(path=args.cifar, max_val_samples=args.images, batch_size=args.calibration, **cifar))
+    teacher = load_teacher(TeacherConfig(path=args.teacher, arch="resnet18", small_input=True), 10, 32, data.classes)
+    images, labels = validation_arrays(data)
+    calibration = list(next(iter(data.loader("train")))[0].numpy()[:, None])
+    folder.mkdir()
+    rows = artifacts_for(teacher.eval(), 32, args.target, folder, calibration)
+    with torch.no_grad():
+        expected = teacher(torch.from_numpy(images)).argmax(1).numpy()
+    found = {}
+    for row, (runtime, path) in rows.items():
+        top1 = open_session(runtime, str(path), args.threads).run(images).argmax(1)
+        found[row] = {"host": (float(np.mean(top1 == labels)), float(np.mean(top1 == expected)))}
+    why_not = emulation.unavailable("auto")
+    if why_not is None:
+        arm = {row: (runtime, str(path)) for row, (runtime, path) in rows.items() if runtime in emulation.releases()}
+        for row, logits in zip(arm, emulation.arm_logits(list(arm.values()), images, threads=args.threads)):
+            found[row]["arm"] = (
+                float(np.mean(logits.argmax(1) == labels)),
+                float(np.mean(logits.argmax(1) == expected)),
+            )
+    print(
+        f"\nARM-kernel agreement: {args.teacher.name} (fp32 PyTorch {np.mean(expected == labels):.2%}), "
+        f"{len(labels)} CIFAR-10 test images, 32x32; accuracy / top-1 agreement with the fp32 PyTorch model"
+    )
+    print(f"ARM: each runtime's aarch64 build under qemu -cpu {emulation.CPU}" + (f" ({why_not})" if why_not else ""))
+    print("| artifact | runtime | host accuracy | host agreement | ARM accuracy | ARM agreement |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for row, (runtime, _) in rows.items():
+        cells = [found[row].get(where) for where in ("host", "arm")]
+        text = " | ".join(f"{c[0]:.2%} | {c[1]:.2%}" if c else "- | -" for c in cells)
+        print(f"| {row} | {runtime} | {text} |")
+    return found
 
 
 def print_model(name: str, rows: dict, args) -> None:
@@ -229,14 +311,19 @@ def print_summary(results: dict) -> None:
         sides = [("onnxruntime", "fp32", best, "edgekd-int8"), ("openvino", "ov-fp32", "ov-nncf-ptq", "ov-edgekd-int8")]
         sides += [("executorch", "et-fp32", "et-xnnpack-ptq", "et-edgekd-int8")] if "et-fp32" in rows else []
         sides += [("litert", "lt-fp32", "lt-litert-ptq", "lt-edgekd-int8")] if "lt-fp32" in rows else []
+        sides += [("onnxruntime, PT2E", "fp32", best, "edgekd-int8-pt2e")] if "edgekd-int8-pt2e" in rows else []
         for runtime, fp32, ptq, ours in sides:
             print(
                 f"| {name} | {runtime} | {ms[fp32]:.3f} | {ptq} | {ms[ptq]:.3f} | {ms[ours]:.3f} "
                 f"| {paired_ratios(rows, ours, ptq)} | {paired_ratios(rows, ours, fp32)} "
                 f"| {same_kernels(rows, ours, ptq)} |"
             )
-        if "ncnn-fp32" in rows:  # no int8: ncnn's quantizer is a tool no wheel ships
-            print(f"| {name} | ncnn | {ms['ncnn-fp32']:.3f} | - | - | - | - | - | fp32 only |")
+        if "nc-fp32" in rows:  # no PTQ row: ncnn's quantizer is a tool no wheel ships
+            ours = "nc-edgekd-int8"
+            print(
+                f"| {name} | ncnn | {ms['nc-fp32']:.3f} | - | - | {ms[ours]:.3f} | - "
+                f"| {paired_ratios(rows, ours, 'nc-fp32')} | no PTQ in any wheel |"
+            )
 
 
 def same_kernels(rows: dict, ours: str, other: str) -> str:

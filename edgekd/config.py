@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgekd.compute import ComputeConfig
 from edgekd.data import DataConfig
 from edgekd.errors import EdgekdError
+from edgekd.quantizers import QUANTIZERS
 from edgekd.stages.bench import BenchConfig
 from edgekd.stages.distill import DistillConfig, StudentConfig
 from edgekd.stages.export import ExportConfig
@@ -133,6 +134,11 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
     for fmt in (FORMATS[f] for f in cfg.export.formats):
         if fmt.extra and runtime_version(fmt.runtime) is None:
             raise EdgekdError(f"{source}: export.formats: {fmt.name} needs {fmt.runtime}: {fmt.install_hint()}")
+        if "int8" in fmt.precisions:
+            try:
+                QUANTIZERS.get(fmt.quantizer).check_installed()
+            except EdgekdError as e:
+                raise EdgekdError(f"{source}: export.formats: {fmt.name} int8: {e}") from None
     check_teachers(cfg, source)
     check_training(cfg, source)
 

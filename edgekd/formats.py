@@ -40,10 +40,10 @@ FORMATS: dict[str, Format] = {
         ),  # fmt: skip
         # LiteRT for Android: its int8 is the same PT2E QAT as ExecuTorch's (LiteRT's kernels are XNNPACK's too)
         Format("tflite", "LiteRT (.tflite)", "litert", ".tflite", ".tflite", quantizer="xnnpack", extra="tflite"),
-        # ncnn through pnnx, fp32 only: ncnn's int8 comes from its ncnn2int8 tool, which no wheel ships
+        # ncnn through pnnx; its int8 is the same PT2E QAT's, in the layout ncnn's ncnn2int8 writes
         Format(
-            "ncnn", "ncnn (pnnx)", "ncnn", "_ncnn", "model.ncnn.param", folder=True, precisions=("fp32",), extra="ncnn"
-        ),  # fmt: skip
+            "ncnn", "ncnn (pnnx)", "ncnn", "_ncnn", "model.ncnn.param", folder=True, quantizer="xnnpack", extra="ncnn"
+        ),
     )
 }
 

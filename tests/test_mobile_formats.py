@@ -1,6 +1,6 @@
 """The formats mobile and embedded apps ship: ExecuTorch (.pte delegated to XNNPACK), LiteRT
-(.tflite) and ncnn, each run by its own runtime; ExecuTorch's and LiteRT's int8 weights come
-from one PT2E QAT with the XNNPACK quantizer."""
+(.tflite) and ncnn, each run by its own runtime; their int8 weights come from one PT2E QAT with
+the XNNPACK quantizer."""
 
 from __future__ import annotations
 
@@ -44,6 +44,35 @@ def test_fp32_artifact_computes_the_model_and_carries_the_metadata(tmp_path, fmt
     assert json.loads(meta["classes"]) == PREPROCESSING["classes"] and meta["precision"] == "fp32"
 
 
+def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(tmp_path):
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    from edgekd.quantizers.xnnpack import XnnpackBackend
+    from edgekd.targets import Int8Flavour
+
+    model = trained_like("mobilenet_v2")
+    calibration = [torch.randn(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    flavour = Int8Flavour(activations="s8", weights="s8", per_channel=True, reduce_range=False)
+    prepared = XnnpackBackend().prepare(model, flavour, calibration)
+    prepared.eval()  # not inline: torchao's eval of an exported graph returns None
+    qat = convert_pt2e(prepared, fold_quantize=False)
+    fp32, int8 = export(ExportConfig(formats=["ncnn"]), {"fp32": model, "int8-xnnpack": qat}, PREPROCESSING, tmp_path)
+    assert int8.path == str(tmp_path / "student_int8_ncnn/model.ncnn.param") and int8.quantizer == "xnnpack"
+    assert int8.size_mb < 0.3 * fp32.size_mb  # int8 weights, as ncnn2int8 stores them
+    session = open_session("ncnn", int8.path, 2)
+    ran = session.executed_precision()
+    assert ran["precision"] == "int8" and ran["int8_convs"] == ran["convs"] == 53
+    images = torch.randn(64, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(9))
+    with torch.no_grad():
+        expected, float_logits = qat(images).numpy(), model(images).numpy()
+    logits = session.run(images.numpy())
+    # close to the QAT graph (ncnn's activation scales are symmetric, XNNPACK's not), and not the float model
+    assert abs(logits - expected).mean() < 0.05 * abs(expected).mean()
+    assert abs(logits - float_logits).mean() > 1e-3 * abs(float_logits).mean()
+    assert (logits.argmax(1) == expected.argmax(1)).mean() >= 0.95
+    assert session.metadata()["precision"] == "int8"
+
+
 @pytest.mark.slow
 def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(tmp_path):
     from tests.conftest import TINY_CONFIG
@@ -61,21 +90,21 @@ def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_whi
     report = json.loads((out / "report.json").read_text())
     artifacts = {a["name"]: a for a in report["artifacts"]}
     assert set(artifacts) == {
-        *(f"{f}-{p}" for f in ("onnx", "executorch", "tflite") for p in ("fp32", "int8")),
-        "ncnn-fp32",
+        *(f"{f}-{p}" for f in ("onnx", "executorch", "tflite", "ncnn") for p in ("fp32", "int8")),
     }
     assert artifacts["onnx-int8"]["quantizer"] == "nncf"
-    assert artifacts["executorch-int8"]["quantizer"] == artifacts["tflite-int8"]["quantizer"] == "xnnpack"
+    assert {artifacts[f"{f}-int8"]["quantizer"] for f in ("executorch", "tflite", "ncnn")} == {"xnnpack"}
     assert set(report["student"]["val_accuracy_int8_by_quantizer"]) == {"nncf", "xnnpack"}
     assert len(list((out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt"))) == 1  # one QAT serves both
     for artifact in artifacts.values():
         assert artifact["verification"]["passed"], artifact
     host = report["tables"][0]
     assert all(row["status"] == "ok" and row["p50_ms"] > 0 for row in host["rows"]), host["rows"]
-    for name, runtime in (("executorch-int8", "executorch"), ("tflite-int8", "litert")):
+    for name, runtime in (("executorch-int8", "executorch"), ("tflite-int8", "litert"), ("ncnn-int8", "ncnn")):
         session = open_session(runtime, artifacts[name]["path"], 2)
         assert json.loads(session.metadata()["int8"])["activations"] == "s8"  # XNNPACK's scheme, not ONNX's u8
-    assert open_session("litert", artifacts["tflite-int8"]["path"], 2).executed_precision()["precision"] == "int8"
+    for name, runtime in (("tflite-int8", "litert"), ("ncnn-int8", "ncnn")):
+        assert open_session(runtime, artifacts[name]["path"], 2).executed_precision()["precision"] == "int8"
     assert "Int8 from (edgekd.quantizers): nncf QAT" in (out / "report.md").read_text()
     # each runtime's snippet runs as written and agrees with `edgekd predict` on its artifact
     pixels = np.random.default_rng(5).integers(0, 256, (30, 45, 3), dtype=np.uint8)
@@ -111,4 +140,17 @@ def test_a_format_without_its_extra_stops_when_the_config_is_read(tmp_path, tiny
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert f"export.formats: {fmt} needs " in done.stderr and f"pip install 'edgekd[{extra}]'" in done.stderr
+    assert not (tmp_path / "out" / "work").exists()
+
+
+def test_a_format_whose_qat_is_missing_stops_when_the_config_is_read(tmp_path, tiny_config):
+    (tmp_path / "blocked" / "executorch").mkdir(parents=True)
+    (tmp_path / "blocked" / "executorch" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(tiny_config),
+               "--set", 'export.formats=["ncnn"]', "--out", str(tmp_path / "out")]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(tmp_path / "blocked")}
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "export.formats: ncnn int8: QAT with PT2E with the XNNPACK quantizer needs executorch" in done.stderr
     assert not (tmp_path / "out" / "work").exists()

@@ -69,20 +69,25 @@ def sshd(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
+    from edgekd.formats import FORMATS
+    from edgekd.runtime import runtime_version
     from edgekd.stages.export import ExportConfig, export
     from tests.test_export import PREPROCESSING, trained_like
 
     out = tmp_path_factory.mktemp("device") / "artifacts"
-    return export(ExportConfig(), {"fp32": trained_like("mobilenet_v3_small")}, PREPROCESSING, out)
+    # ONNX and OpenVINO first, then each mobile format whose runtime (its extra) is installed here
+    mobile = [f for f in ("executorch", "tflite", "ncnn") if runtime_version(FORMATS[f].runtime)]
+    formats = ExportConfig(formats=["onnx", "openvino", *mobile])
+    return export(formats, {"fp32": trained_like("mobilenet_v3_small")}, PREPROCESSING, out)
 
 
 def test_bench_on_an_ssh_device_brings_back_the_local_json(sshd, exported):
     url, port = sshd
-    paths = [a.path for a in exported]  # an .onnx file and an OpenVINO folder's model.xml
+    paths = [a.path for a in exported]  # files (.onnx, .pte, .tflite) and folders' model files (OpenVINO, ncnn)
     done = edgekd("bench", *paths, "--target", "x86", "--device", url)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [dict(kv.split("=", 1) for kv in line.split()) for line in done.stdout.splitlines()]
-    assert len(rows) == 2
+    assert len(rows) == len(exported)
     for row, artifact in zip(rows, exported):
         assert row["status"] == "ok" and row["runtime"] == artifact.runtime, row
         assert row["device"] == f"{getpass.getuser()}@127.0.0.1:{port}"

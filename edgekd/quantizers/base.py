@@ -4,7 +4,7 @@ in between, with the distillation loss on, whatever the backend."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 import torch
@@ -19,12 +19,18 @@ from edgekd.targets import Int8Flavour
 class QatBackend:
     name = ""
     title = ""  # as the report names the QAT an artifact comes from
-    module = ""  # the Python package it needs
+    module = ""  # the Python package it needs beyond the base install ("": none)
     extra = ""  # the pip extra that installs it
 
     def check_installed(self) -> None:
-        if importlib.util.find_spec(self.module) is None:
-            raise EdgekdError(f"QAT with {self.title} needs {self.module}: pip install 'edgekd[{self.extra}]'")
+        if not self.module:
+            return
+        try:
+            importlib.import_module(self.module)
+        except ImportError:
+            raise EdgekdError(
+                f"QAT with {self.title} needs {self.module}: pip install 'edgekd[{self.extra}]'"
+            ) from None
 
     def scheme(self, flavour: Int8Flavour) -> Int8Flavour:
         """The int8 scheme this backend trains for the target's `flavour`."""

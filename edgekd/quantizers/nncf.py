@@ -157,7 +157,7 @@ def qdq_export_mode(model: nn.Module) -> nn.Module:
 
 
 class NncfBackend(QatBackend):
-    name, title, module, extra = "nncf", "NNCF", "nncf", "nncf"
+    name, title = "nncf", "NNCF"  # NNCF is in the base install
 
     def prepare(self, model: nn.Module, flavour: Int8Flavour, calibration: list[torch.Tensor]) -> nn.Module:
         if compute.device().type == "cuda":

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.runtime.base import Session, register
+from edgekd.runtime.base import Session, register, summarize_convs
 
 METADATA_FILE = "metadata.json"  # beside the param and bin: ncnn's files hold no key/values
 FP16_OPTIONS = ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage")
+CONVS = ("Convolution", "ConvolutionDepthWise", "InnerProduct")  # the layers ncnn runs in int8, given scales
 
 
 def _version() -> str | None:
@@ -37,6 +38,7 @@ class NcnnSession(Session):
         # a digits student under emulation
         for option in FP16_OPTIONS:
             setattr(self.net.opt, option, False)
+        self.net.opt.use_int8_inference = True  # ncnn's default: the layers with int8 scales run in int8
         if self.net.load_param(str(self.path)) != 0 or self.net.load_model(str(self.path.with_suffix(".bin"))) != 0:
             raise RuntimeError(f"ncnn could not load {self.path} and its .bin")
         self.size = json.loads(self.metadata()["input_size"])
@@ -53,6 +55,14 @@ class NcnnSession(Session):
 
     def input_shape(self) -> list[int]:
         return [1, 3, *self.size]
+
+    def executed_precision(self) -> dict:
+        # a layer's int8 scales are its param's key 8 (int8_scale_term)
+        layers = [line.split() for line in self.path.read_text().splitlines()[2:]]
+        kinds = [
+            "int8" if any(f.startswith("8=") for f in fields) else "fp32" for fields in layers if fields[0] in CONVS
+        ]
+        return summarize_convs(kinds)
 
     def metadata(self) -> dict[str, str]:
         return json.loads((self.path.parent / METADATA_FILE).read_text())

@@ -191,18 +191,31 @@ def torch2tflite(model: nn.Module, dest: Path, meta: dict[str, str], cfg: Export
 
 
 def torch2ncnn(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8=None) -> Path:
-    """ncnn's param and bin through pnnx (which traces with TorchScript), batch 1; ncnn's files
-    hold no key/values, so the metadata is `metadata.json` beside them."""
+    """ncnn's param and bin through pnnx (which traces with TorchScript), batch 1, weights in fp32
+    (pnnx's default stores them in fp16). The int8 model (PT2E, XNNPACK's scheme) is converted
+    without its quantize/dequantize pairs and its convolutions then take the QAT's int8 weights
+    and scales (`edgekd.ncnn_int8`). ncnn's files hold no key/values: the metadata is
+    `metadata.json` beside them."""
     import pnnx
 
-    example = example_input(meta)
+    from edgekd import ncnn_int8
+
+    scales = ncnn_int8.layer_scales(model) if meta["precision"] == "int8" else None
+    traced = ncnn_int8.float_graph(model) if scales is not None else model.eval()
     with tempfile.TemporaryDirectory(prefix="edgekd-pnnx-") as tmp, native_output_silenced(1, 2):
         # pnnx writes its intermediate files beside the traced model, and prints its passes
-        pnnx.export(model.eval(), str(Path(tmp) / "model.pt"), (example,))
+        pnnx.export(traced, str(Path(tmp) / "model.pt"), (example_input(meta),), fp16=False)
+        param, weights = Path(tmp) / "model.ncnn.param", Path(tmp) / "model.ncnn.bin"
+        if scales is not None:
+            text, data, found, total = ncnn_int8.rewrite(param, weights, scales)
+            if found == 0:
+                raise EdgekdError(f"ncnn int8: none of the {total} convolutions pnnx wrote is one the QAT quantized")
+            param.write_text(text)
+            weights.write_bytes(data)
         with atomic_path(dest) as folder:
             folder.mkdir()
-            for name in ("model.ncnn.param", "model.ncnn.bin"):
-                shutil.move(Path(tmp) / name, folder / name)
+            for path in (param, weights):
+                shutil.move(path, folder / path.name)
             (folder / NCNN_METADATA).write_text(json.dumps(meta, indent=1))
     return dest / "model.ncnn.param"
 
