@@ -49,8 +49,8 @@ def _ops():
     )
 
 
-def _value(graph: fx.GraphModule, arg) -> torch.Tensor:
-    return attrgetter(arg.target)(graph) if isinstance(arg, fx.Node) else torch.tensor(arg)
+def _value(graph: fx.GraphModule, node: fx.Node) -> torch.Tensor:
+    return attrgetter(node.target)(graph)
 
 
 def layer_scales(graph: fx.GraphModule) -> dict[bytes, LayerScales]:
@@ -66,8 +66,10 @@ def layer_scales(graph: fx.GraphModule) -> dict[bytes, LayerScales]:
             continue
         q = w.args[0]
         weight = _value(graph, q.args[0]).detach()
-        w_scale, w_zero = _value(graph, q.args[1]), _value(graph, q.args[2])
-        weight_int8 = q.target(weight, w_scale, w_zero, *q.args[3:])
+        # per channel: scales and zero points are tensors of the graph; per tensor: numbers
+        qparams = [_value(graph, a) if isinstance(a, fx.Node) else a for a in q.args[1:]]
+        weight_int8 = q.target(weight, *qparams)
+        w_scale, w_zero = torch.as_tensor(qparams[0]), torch.as_tensor(qparams[1])
         s, zero, qmin, qmax = (float(a) for a in x.args[1:5])
         absmax = max(abs((qmin - zero) * s), abs((qmax - zero) * s))
         if torch.any(w_zero != 0):
@@ -100,8 +102,8 @@ def _params(fields: list[str]) -> dict[int, str]:
 
 
 def rewrite(param: Path, weights: Path, layers: dict[bytes, LayerScales]) -> tuple[str, bytes, int, int]:
-    """The int8 param text and bin of the fp32 model pnnx wrote (weights unfp16ed), and how many
-    of its quantizable layers found their scales."""
+    """The int8 param text and bin of the fp32 model pnnx wrote (with fp16 storage off), and how
+    many of its quantizable layers found their scales."""
     lines, data = param.read_text().splitlines(), weights.read_bytes()
     out_lines, out, pos, found, total = lines[:2], bytearray(), 0, 0, 0
 
