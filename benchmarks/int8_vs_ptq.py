@@ -237,7 +237,7 @@ def main() -> None:
         if args.cifar:
             results["agreement"] = arm_agreement(args, Path(tmp) / "cifar")
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=1))
+        args.json.write_text(json.dumps({"args": vars(args), "results": results}, indent=1, default=str))
 
 
 def arm_agreement(args, folder: Path) -> dict:
