@@ -21,10 +21,12 @@ import torch
 from torch import fx
 
 from edgekd.errors import EdgekdError
+from edgekd.runtime.ncnn import CONVS
 
 TAG_INT8 = 0x000D4B38  # ncnn's ModelBin: int8 weights follow, padded to 4 bytes
 TAG_FP32 = 0
 QUANTIZED = {"Convolution": 2, "ConvolutionDepthWise": 1, "InnerProduct": 2}  # layer -> int8_scale_term
+assert set(QUANTIZED) == set(CONVS), "the layers written in int8 are those the ncnn session counts"
 # pnnx's layers without weights in the bin; a layer type outside both sets stops the rewrite
 WEIGHTLESS = {
     "Input", "Split", "BinaryOp", "UnaryOp", "Pooling", "Flatten", "Reshape", "ReLU", "Clip", "HardSwish",

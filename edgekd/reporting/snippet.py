@@ -14,6 +14,7 @@ from pathlib import Path
 from edgekd.predict import Preprocessing, read_preprocessing
 from edgekd.reporting.tables import row_name
 from edgekd.rgb import to_rgb
+from edgekd.runtime.ncnn import FP16_OPTIONS
 
 META_KEYS = ("classes", "input_size", "scale", "mean", "std")
 RESAMPLING = {"bilinear": "Image.Resampling.BILINEAR", "bicubic": "Image.Resampling.BICUBIC"}
@@ -74,7 +75,7 @@ OPEN = {
         'embedded = json.loads(open(param.removesuffix("model.ncnn.param") + "metadata.json").read())\n'
         "meta = {{k: json.loads(embedded[k]) for k in {keys}}}\n"
         "net = ncnn.Net()\n"
-        'for option in ("use_fp16_packed", "use_fp16_storage", "use_fp16_arithmetic", "use_bf16_storage"):\n'
+        f"for option in {FP16_OPTIONS!r}:\n"  # the options edgekd's ncnn session turns off
         "    setattr(net.opt, option, False)  # fp32, as edgekd verified it (ncnn's ARM default is fp16)\n"
         "net.load_param(param)\n"
         'net.load_model(param.removesuffix(".param") + ".bin")\n'
