@@ -185,58 +185,74 @@ def distill(
 def quantize(
     student_checkpoint: Path = typer.Argument(..., help="student_fp32.pt written by `edgekd distill`"),
     target: str = TargetOpt,
+    quantizer: Optional[str] = typer.Option(
+        None,
+        "--quantizer",
+        help="QAT backend: nncf (ONNX, OpenVINO) or xnnpack (ExecuTorch, LiteRT, ncnn); "
+        "default: the first one the config's export formats need",
+    ),
     data: Optional[Path] = DataOpt,
     teacher: Optional[list[Path]] = TeacherOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
 ):
-    """Quantization-aware fine-tuning (int8) with the distillation loss; writes a QAT checkpoint."""
+    """Quantization-aware fine-tuning (int8) with the distillation loss; writes a QAT checkpoint
+    (OUT/student_int8_qat.pt for nncf, OUT/quantize-NAME/student_int8_qat.pt for another backend)."""
     from edgekd.data import load_data
     from edgekd.pipeline import prepare_teacher, session
+    from edgekd.quantizers import QUANTIZERS
     from edgekd.stages.quantize import quantize as run_quantize
     from edgekd.targets import load_target
+    from edgekd.workdir import quantizers_for
 
     _exists(student_checkpoint)
     cfg = _config(config, data, teacher, None)
+    quantizer = quantizer or (quantizers_for(cfg.export.formats) or ["nncf"])[0]
+    QUANTIZERS.get(quantizer).check_installed()  # before the teacher and the data load
     flavour = load_target(target).int8
+    folder = out if quantizer == "nncf" else out / f"quantize-{quantizer}"  # each backend its own resume file
+    folder.mkdir(parents=True, exist_ok=True)
     with session(cfg):
         loaded = load_data(cfg.data)
         teach = prepare_teacher(cfg, loaded, out, False)
         loss = (cfg.distill.loss, cfg.distill.params)
-        path = run_quantize(cfg.quantize, student_checkpoint, loaded, teach.model, flavour, loss, out)
-        _say(f"int8 student: {path}")
+        path = run_quantize(cfg.quantize, student_checkpoint, loaded, teach.model, flavour, loss, folder,
+                            quantizer=quantizer)  # fmt: skip
+        _say(f"int8 student ({quantizer}): {path}")
 
 
 @app.command()
 @user_errors
 def export(
-    checkpoints: list[Path] = typer.Argument(..., help="student_fp32.pt and/or student_int8_qat.pt"),
+    checkpoints: list[Path] = typer.Argument(
+        ..., help="student_fp32.pt and/or QAT checkpoints (student_int8_qat.pt), one per backend"
+    ),
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
+    sets: Optional[list[str]] = SetOpt,
 ):
-    """Export checkpoints to ONNX and OpenVINO IR with embedded preprocessing metadata."""
+    """Export checkpoints to the config's formats (ONNX, OpenVINO, ExecuTorch, LiteRT, ncnn) with
+    embedded preprocessing metadata; each int8 format takes the QAT checkpoint of its backend."""
     from edgekd.config import load_config
-    from edgekd.stages.distill import load_student
-    from edgekd.stages.export import Int8Inputs
     from edgekd.stages.export import export as run_export
-    from edgekd.stages.quantize import load_quantized
+    from edgekd.stages.export import load_checkpoints
 
-    models, preprocessing, int8 = {}, {}, None
     for path in checkpoints:
         _exists(path)
-        quantized = "int8" in path.name
-        model, ckpt = load_quantized(path) if quantized else load_student(path)
-        models["int8" if quantized else "fp32"], preprocessing = model, ckpt.preprocessing
-        if quantized:
-            int8 = Int8Inputs(ckpt.calibration_array(), ckpt.int8)
-    for artifact in run_export(load_config(config).export, models, preprocessing, out, int8):
+    export_cfg = load_config(config, overrides=sets).export
+    trained = load_checkpoints(checkpoints)
+    for missing in trained.missing_int8(export_cfg.formats):
+        typer.echo(f"note: {missing}", err=True)
+    for artifact in run_export(export_cfg, trained.models, trained.preprocessing, out, trained.int8):
         typer.echo(f"{artifact.name}: {artifact.path} ({artifact.size_mb:.2f} MB)")
 
 
 @app.command()
 @user_errors
 def bench(
-    artifacts: list[Path] = typer.Argument(..., help="exported files: .onnx, OpenVINO model.xml, .pt2"),
+    artifacts: list[Path] = typer.Argument(
+        ..., help="exported files: .onnx, OpenVINO model.xml, .pt2, .pte, .tflite, ncnn model.ncnn.param"
+    ),
     target: str = TargetOpt,
     config: Optional[Path] = ConfigOpt,
     device: Optional[str] = DeviceOpt,

@@ -193,8 +193,7 @@ def load_trained(stages: Plan, data: Data) -> Trained:
     for quantizer, stage in stages.quantize.items():
         key = int8_key(quantizer)
         trained.models[key], qat = load_quantized(stage.result)
-        if quantizer == "nncf":  # the ONNX export re-lays NNCF's Q/DQ out for onnxruntime with these
-            trained.int8 = Int8Inputs(qat.calibration_array(), qat.int8)
+        trained.int8 = Int8Inputs.choose(trained.int8, qat)
         trained.references[key] = predict(trained.models[key], data.loader("val"), cpu)[0]
         trained.val_accuracy[key] = qat.val_accuracy
         flavour = qat.int8

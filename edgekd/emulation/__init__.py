@@ -1,5 +1,5 @@
 """ARM's kernels without an ARM board: artifacts run by the aarch64 builds of onnxruntime,
-OpenVINO, LiteRT and ncnn (this host's releases, where they have aarch64 wheels) under qemu
+OpenVINO, LiteRT, ncnn and ExecuTorch (this host's releases, where their aarch64 wheels run) under qemu
 user-mode emulation, in an arm64 Python from Debian's archive (`edgekd.emulation.debian`).
 Emulation gives numerics (accuracy, top-1 agreement), never latency: qemu's speed says nothing about a board's.
 
@@ -39,10 +39,23 @@ def qemu() -> str | None:
 
 
 # runtime -> its aarch64 package: the host's release, except where that release has no aarch64
-# Linux wheel (ai-edge-litert 2.x has none; 1.4.0 is the newest that has). ExecuTorch is not
-# here: its aarch64 Python runtime needs aarch64 torch, a root file system ten times the size.
-PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert", "ncnn": "ncnn"}
-AARCH64_RELEASES = {"litert": "1.4.0"}
+# Linux wheel that runs here (ai-edge-litert 2.x has none; 1.4.0 is the newest that has).
+PACKAGES = {
+    "onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert", "ncnn": "ncnn",
+    "executorch": "executorch",
+}  # fmt: skip
+AARCH64_RELEASES = {"litert": "1.4.0", "executorch": "1.0.1"}
+# ExecuTorch's Python runtime links libtorch, and PyPI's aarch64 torch 2.14 is a CUDA build that
+# cannot load without CUDA's libraries (gigabytes). torch 2.9.1's aarch64 wheel on PyPI is a CPU
+# build, and executorch 1.0.1 was built against it; its runtime loads the programs 1.5 writes.
+# They go in a folder of their own (half a gigabyte), fetched only when an ExecuTorch artifact is
+# verified, with the few pure-Python packages `import executorch.runtime` needs (pip cannot
+# resolve torch's dependencies for another platform: its markers name x86_64's CUDA wheels).
+EXECUTORCH_STACK = [
+    "torch==2.9.1", *("typing_extensions", "sympy", "mpmath", "filelock", "fsspec", "networkx", "jinja2"),
+    *("markupsafe", "ruamel.yaml", "pyyaml", "tabulate"),
+]  # fmt: skip
+BASE = [name for name in PACKAGES if name != "executorch"]
 
 
 def releases() -> dict[str, str]:
@@ -54,15 +67,74 @@ def releases() -> dict[str, str]:
 
 
 def wheels() -> list[str]:
-    """The aarch64 packages of the runtimes installed here."""
-    pins = [f"{PACKAGES[name]}=={version}" for name, version in releases().items()]
+    """The aarch64 packages of the runtimes installed here, but ExecuTorch (`executorch_site`)."""
+    pins = [f"{PACKAGES[name]}=={version}" for name, version in releases().items() if name in BASE]
     return ["numpy<2.3", *pins]  # numpy 2.3's aarch64 wheels need a newer qemu than Debian 12's 7.2
 
 
+def _cache() -> Path:
+    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
+
+
 def rootfs_dir() -> Path:
-    cache = Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
     versions = "-".join(w.replace("==", "") for w in wheels()[1:])
-    return cache / f"arm-rootfs-{versions}"
+    return _cache() / f"arm-rootfs-{versions}"
+
+
+def _pip_download(pins: list[str], dest: Path, resolve: bool) -> list[Path]:
+    """aarch64 wheels for Debian's Python, with their dependencies when `resolve`."""
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(dest)]
+    for tag in ("manylinux_2_36", "manylinux_2_35", "manylinux_2_28", "manylinux_2_17", "manylinux2014"):
+        pip += ["--platform", f"{tag}_aarch64"]
+    pip += [] if resolve else ["--no-deps", "--platform", "any"]
+    done = subprocess.run([*pip, "--python-version", debian.PYTHON, *pins], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise EdgekdError(f"building the ARM emulation root file system: pip download failed: {last}")
+    wheels = sorted(dest.glob("*.whl"))
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as archive:
+            archive.extractall(dest.parent / "site")
+    return wheels
+
+
+def _build_once(root: Path, what: str, fill) -> Path:
+    """`fill(work)` builds `work/fs`, which becomes `root`: built in a temporary folder beside it
+    and renamed when complete, so a crash leaves no half."""
+    if (root / ".complete").is_file():
+        return root
+    if qemu() is None:
+        raise EdgekdError("ARM emulation needs qemu user mode: apt-get install qemu-user-static")
+    from edgekd.progress import log
+
+    log(f"building {what} for ARM emulation in {root} (once)")
+    started = time.monotonic()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=root.parent))
+    try:
+        manifest = fill(work)
+        (work / "fs" / ".complete").write_text(json.dumps(manifest | {"seconds": round(time.monotonic() - started)}))
+        try:
+            (work / "fs").rename(root)
+        except OSError:  # another build finished first: keep its copy
+            if not (root / ".complete").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return root
+
+
+def executorch_site() -> Path:
+    """ExecuTorch's aarch64 runtime and the torch it links, a folder for PYTHONPATH (see EXECUTORCH_STACK)."""
+    pins = [f"executorch=={AARCH64_RELEASES['executorch']}", *EXECUTORCH_STACK]
+    root = _cache() / f"arm-{pins[0].replace('==', '')}-{pins[1].replace('==', '')}"
+
+    def fill(work: Path) -> dict:
+        wheels = _pip_download(pins, work / "wheels", resolve=False)
+        (work / "site").rename(work / "fs")
+        return {"wheels": [w.name for w in wheels]}
+
+    return _build_once(root, "ExecuTorch's aarch64 runtime (about 120 MB of downloads)", fill)
 
 
 def _system_files(fs: Path) -> None:
@@ -82,44 +154,20 @@ def _system_files(fs: Path) -> None:
 
 
 def build_rootfs(root: Path | None = None) -> Path:
-    """The arm64 root file system, built on first use (about 100 MB of downloads); returns it.
-    Built in a temporary folder beside it and renamed when complete, so a crash leaves no half."""
-    root = root or rootfs_dir()
-    if (root / ".complete").is_file():
-        return root
-    if qemu() is None:
-        raise EdgekdError("ARM emulation needs qemu user mode: apt-get install qemu-user-static")
-    from edgekd.progress import log
+    """The arm64 root file system, built on first use (about 100 MB of downloads); returns it."""
 
-    log(f"building the arm64 root file system for emulation in {root} (once; about a minute)")
-    started = time.monotonic()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=root.parent))
-    try:
+    pins = wheels()
+
+    def fill(work: Path) -> dict:
         fs = work / "fs"
         packages = debian.build(fs)
-        pip = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:"]
-        pip += ["--dest", str(work / "wheels")]
-        for tag in ("manylinux_2_36", "manylinux_2_35", "manylinux_2_28", "manylinux_2_17", "manylinux2014"):
-            pip += ["--platform", f"{tag}_aarch64"]
-        done = subprocess.run([*pip, "--python-version", debian.PYTHON, *wheels()], capture_output=True, text=True)
-        if done.returncode != 0:
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            raise EdgekdError(f"building the ARM emulation root file system: pip download failed: {last}")
-        for wheel in sorted((work / "wheels").glob("*.whl")):
-            with zipfile.ZipFile(wheel) as archive:
-                archive.extractall(fs / "opt" / "edgekd-site")
+        downloaded = _pip_download(pins, work / "wheels", resolve=True)
+        (fs / "opt").mkdir(exist_ok=True)
+        (work / "site").rename(fs / "opt" / "edgekd-site")
         _system_files(fs)
-        manifest = {"packages": packages, "wheels": sorted(p.name for p in (work / "wheels").glob("*.whl"))}
-        (fs / ".complete").write_text(json.dumps(manifest | {"seconds": round(time.monotonic() - started)}))
-        try:
-            fs.rename(root)
-        except OSError:  # another build finished first: keep its copy
-            if not (root / ".complete").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return root
+        return {"packages": packages, "wheels": [w.name for w in downloaded]}
+
+    return _build_once(root or rootfs_dir(), "the arm64 root file system", fill)
 
 
 def unavailable(mode: str | bool) -> str | None:
@@ -157,7 +205,10 @@ def arm_logits(
         outputs = [str(folder / f"{i}.npy") for i in range(len(jobs))]
         spec = [[runtime, str(Path(path).resolve()), out, threads] for (runtime, path), out in zip(jobs, outputs)]
         (folder / "jobs.json").write_text(json.dumps(spec))
-        env = {"PYTHONPATH": f"{folder / 'runtime'}:/opt/edgekd-site", "PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin"}
+        site = "/opt/edgekd-site"
+        if any(runtime == "executorch" for runtime, _ in jobs):
+            site += f":{executorch_site()}"
+        env = {"PYTHONPATH": f"{folder / 'runtime'}:{site}", "PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin"}
         python = root / "usr" / "bin" / f"python{debian.PYTHON}"
         argv = [qemu(), "-cpu", CPU, "-L", str(root), str(python), "-m", "edgekd.runtime.logits"]
         argv += [str(folder / "jobs.json"), str(folder / "images.npy")]

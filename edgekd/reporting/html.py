@@ -89,5 +89,8 @@ def render(report: dict) -> str:
         for runtime in INSTALL:
             if runtime in snippet:
                 parts.append(f"<h3>Python, {runtime}</h3><pre><code>{escape(snippet[runtime])}</code></pre>")
+        if snippet.get("kotlin_litert"):
+            code = escape(snippet["kotlin_litert"])
+            parts.append(f"<h3>Kotlin on Android, LiteRT</h3><pre><code>{code}</code></pre>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -167,6 +167,9 @@ class Snippet(Part):
     executorch: str | None = Field(None, description="the same with ExecuTorch's Python runtime")
     litert: str | None = Field(None, description="the same with LiteRT's interpreter (ai-edge-litert)")
     ncnn: str | None = Field(None, description="the same with ncnn's Python binding")
+    kotlin_litert: str | None = Field(
+        None, description="Kotlin for an Android app with LiteRT's Interpreter (written, not compiled, by edgekd)"
+    )
 
 
 class Report(Part):

@@ -1,4 +1,5 @@
-"""Copy-paste Python for shipping the recommended artifact: onnxruntime, OpenVINO, ExecuTorch, LiteRT, ncnn.
+"""Copy-paste Python for shipping the recommended artifact: onnxruntime, OpenVINO, ExecuTorch, LiteRT,
+ncnn; and Kotlin for LiteRT on Android (`edgekd.reporting.android`).
 
 The snippets read class names, input size, scale, mean and std from the metadata embedded in
 the artifact, so they stay right when the model is retrained; what only changes the code's
@@ -12,6 +13,7 @@ import os
 from pathlib import Path
 
 from edgekd.predict import Preprocessing, read_preprocessing
+from edgekd.reporting.android import kotlin_litert
 from edgekd.reporting.tables import row_name
 from edgekd.rgb import to_rgb
 from edgekd.runtime.ncnn import FP16_OPTIONS
@@ -159,4 +161,6 @@ def snippets(report: dict, out_dir: Path) -> dict | None:
         if same:
             path = os.path.relpath(same[0]["path"], out_dir)
             result[runtime] = _code(runtime, path, read_preprocessing(Path(same[0]["path"])), install)
+            if runtime == "litert":
+                result["kotlin_litert"] = kotlin_litert(Path(same[0]["path"]), Path(path).name)
     return result

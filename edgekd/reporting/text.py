@@ -182,6 +182,8 @@ def markdown(report: dict) -> str:
         for runtime in INSTALL:
             if runtime in snippet:
                 lines += [f"Python with {runtime}:", "", "```python", snippet[runtime].rstrip(), "```", ""]
+        if snippet.get("kotlin_litert"):
+            lines += ["Kotlin on Android with LiteRT:", "", "```kotlin", snippet["kotlin_litert"].rstrip(), "```", ""]
     return "\n".join(lines)
 
 

@@ -20,8 +20,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from edgekd.checkpoints import QatCheckpoint
 from edgekd.errors import EdgekdError
-from edgekd.formats import FORMATS, Artifact, artifact_of, model_key
+from edgekd.formats import FORMATS, Artifact, artifact_of, int8_key, model_key
 from edgekd.io import atomic_path
 from edgekd.qdq import fold_weight_quantizers, for_onnxruntime
 from edgekd.quantizers import QUANTIZERS
@@ -30,6 +31,7 @@ from edgekd.runtime.base import native_output_silenced
 from edgekd.runtime.litert import METADATA_NAME
 from edgekd.runtime.ncnn import METADATA_FILE as NCNN_METADATA
 from edgekd.targets import Int8Flavour
+from edgekd.train import load_checkpoint
 
 
 def metadata(preprocessing: dict, precision: str) -> dict[str, str]:
@@ -89,6 +91,14 @@ class Int8Inputs:
 
     calibration: np.ndarray  # a few normalized training images, NCHW
     flavour: Int8Flavour  # the target's int8 scheme, which the model was trained for
+
+    @staticmethod
+    def choose(current: Int8Inputs | None, qat: QatCheckpoint) -> Int8Inputs:
+        """From NNCF's QAT where there is one (the ONNX export re-lays its Q/DQ out with its
+        images), else from the first: every int8 artifact's metadata names its scheme."""
+        if current is None or qat.quantizer == "nncf":
+            return Int8Inputs(qat.calibration_array(), qat.int8)
+        return current
 
 
 def torch2onnx(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8: Int8Inputs | None = None):
@@ -259,3 +269,40 @@ def export(
             path = CONVERTERS[name](model, out_dir / f"student_{precision}{fmt.suffix}", meta, cfg, int8)
             artifacts.append(replace(artifact_of(path), name=f"{name}-{precision}"))
     return artifacts
+
+
+@dataclass
+class Checkpoints:
+    """Trained students read from checkpoint files, as `export` takes them."""
+
+    models: dict[str, nn.Module]  # by `edgekd.formats.model_key`
+    preprocessing: dict
+    int8: Int8Inputs | None
+
+    def missing_int8(self, formats: list[str]) -> list[str]:
+        """Why an int8 format in `formats` will not be exported: no checkpoint of its QAT backend."""
+        return [
+            f"{name}-int8 not exported: it needs a QAT checkpoint from `edgekd quantize --quantizer {fmt.quantizer}`"
+            for name, fmt in ((n, FORMATS[n]) for n in formats if n in FORMATS)
+            if "int8" in fmt.precisions and model_key(fmt, "int8") not in self.models
+        ]
+
+
+def load_checkpoints(paths: list[Path]) -> Checkpoints:
+    """The students in `paths`: a distilled student (student_fp32.pt) and QAT checkpoints, at
+    most one per backend, told apart by their content, not their names."""
+    from edgekd.stages.distill import load_student
+    from edgekd.stages.quantize import load_quantized
+
+    loaded = Checkpoints({}, {}, None)
+    for path in paths:
+        if "int8" in load_checkpoint(path):  # a QAT checkpoint records the int8 scheme it trained
+            model, ckpt = load_quantized(path)
+            key = int8_key(ckpt.quantizer)
+            loaded.int8 = Int8Inputs.choose(loaded.int8, ckpt)
+        else:
+            (model, ckpt), key = load_student(path), "fp32"
+        if key in loaded.models:
+            raise EdgekdError(f"{path}: a second {key} checkpoint; pass one student and one QAT checkpoint per backend")
+        loaded.models[key], loaded.preprocessing = model, ckpt.preprocessing
+    return loaded
