@@ -51,9 +51,11 @@ AARCH64_RELEASES = {"litert": "1.4.0", "executorch": "1.0.1"}
 # They go in a folder of their own (half a gigabyte), fetched only when an ExecuTorch artifact is
 # verified, with the few pure-Python packages `import executorch.runtime` needs (pip cannot
 # resolve torch's dependencies for another platform: its markers name x86_64's CUDA wheels).
+# Pinned to the releases checked together.
 EXECUTORCH_STACK = [
-    "torch==2.9.1", *("typing_extensions", "sympy", "mpmath", "filelock", "fsspec", "networkx", "jinja2"),
-    *("markupsafe", "ruamel.yaml", "pyyaml", "tabulate"),
+    "torch==2.9.1", "typing_extensions==4.16.0", "sympy==1.14.0", "mpmath==1.4.1", "filelock==4.3.2",
+    "fsspec==2026.9.0", "networkx==3.6.1", "jinja2==3.1.6", "markupsafe==3.0.4", "ruamel.yaml==0.19.1",
+    "pyyaml==6.0.4", "tabulate==0.10.0",
 ]  # fmt: skip
 BASE = [name for name in PACKAGES if name != "executorch"]
 
