@@ -203,14 +203,15 @@ def quantize(
     from edgekd.quantizers import QUANTIZERS
     from edgekd.stages.quantize import quantize as run_quantize
     from edgekd.targets import load_target
-    from edgekd.workdir import quantizers_for
+    from edgekd.workdir import quantize_stage_name, quantizers_for
 
     _exists(student_checkpoint)
     cfg = _config(config, data, teacher, None)
     quantizer = quantizer or (quantizers_for(cfg.export.formats) or ["nncf"])[0]
     QUANTIZERS.get(quantizer).check_installed()  # before the teacher and the data load
     flavour = load_target(target).int8
-    folder = out if quantizer == "nncf" else out / f"quantize-{quantizer}"  # each backend its own resume file
+    # each backend its own folder (and resume file); NNCF's checkpoint stays where it always was
+    folder = out if quantizer == "nncf" else out / quantize_stage_name(quantizer)
     folder.mkdir(parents=True, exist_ok=True)
     with session(cfg):
         loaded = load_data(cfg.data)

@@ -85,6 +85,11 @@ def teacher_plan(cfg: PipelineConfig, data: Data, out: Path) -> tuple[str, Stage
     return key, StageRun("teacher", key, Path(out) / "work" / f"teacher-{key}", "teacher.pt")
 
 
+def quantize_stage_name(quantizer: str) -> str:
+    """The quantize stage's name for a backend: NNCF's keeps the name from before other backends existed."""
+    return "quantize" if quantizer == "nncf" else f"quantize-{quantizer}"
+
+
 def quantizers_for(formats: list[str]) -> list[str]:
     """The QAT backends whose int8 models the formats export, in the formats' order."""
     wanted = [FORMATS[f].quantizer for f in formats if f in FORMATS and "int8" in FORMATS[f].precisions]
@@ -104,7 +109,7 @@ def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path) -> Plan:
         # NNCF's key is the one from before other backends existed: its finished stages are reused
         extra = () if quantizer == "nncf" else (quantizer,)
         key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), target.int8.model_dump(), *extra)
-        name = "quantize" if quantizer == "nncf" else f"quantize-{quantizer}"
+        name = quantize_stage_name(quantizer)
         quantize[quantizer] = StageRun(name, key, out / "work" / f"{name}-{key}", "student_int8_qat.pt")
     return Plan(
         teacher_key,

@@ -47,6 +47,7 @@ def test_fp32_artifact_computes_the_model_and_carries_the_metadata(tmp_path, fmt
 def test_the_kotlin_snippet_carries_the_tflite_artifacts_own_preprocessing(tmp_path):
     import re
 
+    from edgekd.predict import read_preprocessing
     from edgekd.reporting.android import kotlin_litert
 
     preprocessing = PREPROCESSING | {"classes": ['say "hi"', "$5 bill", "emu"], "layout": "NHWC",
@@ -54,7 +55,7 @@ def test_the_kotlin_snippet_carries_the_tflite_artifacts_own_preprocessing(tmp_p
                                      "channel_order": "BGR"}  # fmt: skip
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIZE * SIZE, 3))
     (artifact,) = export(ExportConfig(formats=["tflite"]), {"fp32": model}, preprocessing, tmp_path)
-    code = kotlin_litert(tmp_path / "student_fp32.tflite", "student.tflite")
+    code = kotlin_litert(read_preprocessing(tmp_path / "student_fp32.tflite"), "student.tflite")
     assert 'context.assets.openFd("student.tflite")' in code
     assert re.search(r"const val WIDTH = (\d+)", code)[1] == str(SIZE)
     assert float(re.search(r"const val SCALE = (\S+)f", code)[1]) == 1 / 255

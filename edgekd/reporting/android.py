@@ -11,9 +11,8 @@ filtering is bilinear; a model trained with bicubic resizing gets a comment sayi
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from edgekd.predict import read_preprocessing
+from edgekd.predict import Preprocessing
 
 LITERT_AAR = "com.google.ai.edge.litert:litert:1.4.1"  # the Interpreter API (org.tensorflow.lite)
 
@@ -26,9 +25,8 @@ def _string(text: str) -> str:
     return json.dumps(text).replace("$", "\\$")  # JSON's escapes are Kotlin's, but for `$` templates
 
 
-def kotlin_litert(path: Path, asset: str) -> str:
-    """Kotlin that classifies a Bitmap with the .tflite at `path`, shipped as assets/`asset`."""
-    pre = read_preprocessing(path)
+def kotlin_litert(pre: Preprocessing, asset: str) -> str:
+    """Kotlin that classifies a Bitmap with the .tflite whose metadata is `pre`, shipped as assets/`asset`."""
     height, width = pre.input_size
     rgb = "intArrayOf(p shr 16 and 0xFF, p shr 8 and 0xFF, p and 0xFF)"
     if pre.channel_order == "BGR":
@@ -41,7 +39,7 @@ def kotlin_litert(path: Path, asset: str) -> str:
     return "\n".join(
         [
             f'// build.gradle.kts: implementation("{LITERT_AAR}")',
-            f"// copy {path.name} to app/src/main/assets/{asset}",
+            f"// copy the .tflite to app/src/main/assets/{asset}",
             "import android.content.Context",
             "import android.graphics.Bitmap",
             "import java.io.FileInputStream",
@@ -53,7 +51,7 @@ def kotlin_litert(path: Path, asset: str) -> str:
             "import org.tensorflow.lite.DataType",
             "import org.tensorflow.lite.Interpreter",
             "",
-            f"// from {path.name}'s edgekd metadata when this report was written: copy again after retraining",
+            f"// from {asset}'s edgekd metadata when this report was written: copy again after retraining",
             f"val CLASSES = listOf(\n    {classes},\n)",
             f"const val WIDTH = {width}",
             f"const val HEIGHT = {height}",

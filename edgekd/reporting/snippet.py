@@ -160,7 +160,8 @@ def snippets(report: dict, out_dir: Path) -> dict | None:
         same = [a for a in report["artifacts"] if a["precision"] == precision and a["runtime"] == runtime]
         if same:
             path = os.path.relpath(same[0]["path"], out_dir)
-            result[runtime] = _code(runtime, path, read_preprocessing(Path(same[0]["path"])), install)
+            pre = read_preprocessing(Path(same[0]["path"]))
+            result[runtime] = _code(runtime, path, pre, install)
             if runtime == "litert":
-                result["kotlin_litert"] = kotlin_litert(Path(same[0]["path"]), Path(path).name)
+                result["kotlin_litert"] = kotlin_litert(pre, Path(path).name)
     return result
