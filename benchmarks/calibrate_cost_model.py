@@ -1,130 +1,130 @@
-"""Fits the boards' cost-model parameters (targets/rpi4.toml, rpi5.toml, jetson-orin-cpu.toml)
-to published measurements and prints them with the fit's error, in-sample and leave-one-out,
-as the `[cost_model]` block each target file carries and the tables of docs/cost-model.md.
+"""Fits each board's timing model from ARM instruction profiles (edgekd.armtiming) to the board's
+published ncnn latencies, measures its error leave-one-out, fp32 and int8 separately, beside
+the FLOP model it replaces (edgekd.costmodel, still the fallback without a C compiler), and
+writes the tables into docs/cost-model.md and the `[instruction_model]` blocks into targets/.
 
-python benchmarks/calibrate_cost_model.py
+python benchmarks/calibrate_cost_model.py [--write]
 
-Measurements: ncnn's benchmark/README.md (github.com/Tencent/ncnn/blob/master/benchmark/README.md,
-commit a4d2ea1d, July 2026), `benchncnn` at 4 threads, CPU only, avg ms, 224x224 (squeezenet
-227x227), batch 1, sections "Raspberry Pi 4 Model B", "Raspberry Pi 5" (`benchncnn 10 4 0 -1
--1`) and "NVIDIA Jetson AGX Orin" (`benchncnn 64 4 0 -1 0`). Only the models that are
-torchvision's architectures (not ncnn's mobilenet v1, shufflenet v1, or mobilenet_v3, whose
-variant it does not name). The runtime ratios that turn ncnn's latency into onnxruntime's and
-OpenVINO's are in edgekd/costmodel.py (RUNTIME_RATIOS), with their sources.
-Graphs: torchvision's architectures exported to ONNX with random weights (cost does not depend
-on the weights).
+Inputs, all in the repository: benchmarks/calibration/ncnn_boards.json (profiles and published
+figures, from benchmarks/profile_ncnn_boards.py) and, when present,
+benchmarks/calibration/xnnpack_rpi4.json (LiteRT's XNNPACK profiled against XNNPACK's own
+Raspberry Pi 4 figures: how far a model fitted on ncnn carries over to another runtime).
+The FLOP model's rows need torchvision (its graphs are exported here).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
 import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
-import torchvision
-from scipy.optimize import nnls
 
-from edgekd.costmodel import RUNTIME_RATIOS, CostModel, Layer, band, layers, ncnn_ms
+from edgekd.armtiming import GROUPS, NOISY, Fit, InstructionModel, calibrate, choose_bound, transfer_errors
 
-MODELS = ["squeezenet1_1", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0", "googlenet", "resnet18", "resnet50"]
-# ncnn's names for them, in MODELS' order
-NCNN_FP32_MS = {
-    "rpi4": (46.65, 61.88, 24.56, 74.19, 114.35, 123.12, 262.83),
-    "rpi5": (7.38, 10.52, 3.39, 12.33, 25.35, 19.96, 46.21),
-    "jetson-orin-cpu": (4.61, 5.15, 4.18, 9.60, 15.68, 10.35, 26.91),
-}
-# context only (docs/cost-model.md): ncnn's int8 over its fp32 on the same board
-NCNN_INT8_MS = {
-    "rpi4": {"squeezenet1_1": 42.59, "googlenet": 101.25, "resnet18": 83.92, "resnet50": 196.65},
-    "rpi5": {"squeezenet1_1": 7.21, "googlenet": 24.12, "resnet18": 16.74, "resnet50": 40.75},
-    "jetson-orin-cpu": {"resnet18": 17.03, "resnet50": 32.38},
-}
+ROOT = Path(__file__).resolve().parents[1]
+STORE = ROOT / "benchmarks" / "calibration" / "ncnn_boards.json"
+XNNPACK = ROOT / "benchmarks" / "calibration" / "xnnpack_rpi4.json"
+DOC = ROOT / "docs" / "cost-model.md"
+BEGIN, END = "<!-- calibration:begin -->", "<!-- calibration:end -->"
+BOARD_NAMES = {"rpi4": "Raspberry Pi 4", "rpi5": "Raspberry Pi 5", "jetson-orin-cpu": "Jetson AGX Orin CPU"}
+# the FLOP model's seven torchvision architectures, by ncnn's names for them
+FLOP_MODELS = {"squeezenet": "squeezenet1_1", "mobilenet_v2": "mobilenet_v2", "shufflenet_v2": "shufflenet_v2_x1_0",
+               "efficientnet_b0": "efficientnet_b0", "googlenet": "googlenet", "resnet18": "resnet18",
+               "resnet50": "resnet50"}  # fmt: skip
 
 
-def graph(name: str, folder: Path) -> list[Layer]:
-    kwargs = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
-    model = getattr(torchvision.models, name)(weights=None, **kwargs).eval()
-    path = folder / f"{name}.onnx"
-    size = 227 if name.startswith("squeezenet") else 224
-    torch.onnx.export(model, torch.zeros(1, 3, size, size), str(path), dynamo=False, opset_version=17)
-    return layers(str(path))
+def flop_model_loo() -> dict[str, float]:
+    """The FLOP model's leave-one-out mean |error| per board (its own seven fp32 figures)."""
+    import calibrate_flop_model as flops
+
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {n: flops.graph(n, Path(tmp)) for n in flops.MODELS}
+    return {board: flops.loo(board, graphs) for board in flops.NCNN_FP32_MS}
 
 
-def features(graph: list[Layer]) -> np.ndarray:
-    """Seconds per unit of each parameter's inverse: dense FLOPs, depthwise FLOPs, bytes, layers."""
-
-    def flops(kind):
-        return sum(g.flops for g in graph if g.kind == kind)
-
-    return np.array([flops("conv") / 1e9, flops("depthwise") / 1e9, sum(g.bytes for g in graph) / 1e9, len(graph)])
-
-
-def board(coef: np.ndarray, loo_error: float = 0.0) -> CostModel:
-    """From fitted seconds-per-unit coefficients to rates (a zero coefficient: that term costs nothing)."""
-    conv, dw, bw, overhead = coef
-    return CostModel(
-        board="fit",
-        conv_gflops=1 / conv if conv > 0 else float("inf"),
-        depthwise_gflops=1 / dw if dw > 0 else float("inf"),
-        bandwidth_gbs=1 / bw if bw > 0 else float("inf"),
-        overhead_us=overhead * 1e6,
-        threads=4,
-        loo_error=loo_error,
-        source="fit",
-        calibration="fit",
-    )
+def transfer_table(store: dict, model: InstructionModel) -> tuple[float, list[str]]:
+    """The Pi 4 model on XNNPACK's own Pi 4 figures (LiteRT's XNNPACK profiled), none of which the fit saw."""
+    errors = transfer_errors(store, model)
+    rows = [f"| {n} | {store['ms'][n]:g} | {store['ms'][n] * (1 + e):.1f} | {e:+.1%} |" for n, e in errors.items()]
+    head = [f"Raspberry Pi 4, {store['runtime']} ({store['source']}), {store['threads']} threads:", "",
+            "| model | published ms | estimated ms | error |", "| --- | --- | --- | --- |"]  # fmt: skip
+    mean = float(np.mean(np.abs(list(errors.values()))))
+    return mean, [*head, *rows, "", f"Mean |error| {mean:.1%} over {len(errors)} models."]
 
 
-def fit(graphs: dict[str, list[Layer]], measured: dict[str, float]) -> np.ndarray:
-    """Non-negative least squares on relative error: each model weighs the same."""
-    names = list(measured)
-    a = np.stack([features(graphs[n]) / (measured[n] / 1000) for n in names])
-    return nnls(a, np.ones(len(names)))[0]
-
-
-def calibrate(name: str, graphs: dict[str, list[Layer]]) -> None:
-    measured = dict(zip(MODELS, NCNN_FP32_MS[name]))
-    loo = {}
-    for held in measured:
-        rest = {n: ms for n, ms in measured.items() if n != held}
-        loo[held] = ncnn_ms(graphs[held], board(fit(graphs, rest))) / measured[held] - 1
-    loo_mean = float(np.mean(np.abs(list(loo.values()))))
-    fitted = board(fit(graphs, measured), loo_mean)
-    errors = {n: ncnn_ms(graphs[n], fitted) / ms - 1 for n, ms in measured.items()}
-    in_mean, in_max = np.mean(np.abs(list(errors.values()))), np.max(np.abs(list(errors.values())))
-    loo_max = np.max(np.abs(list(loo.values())))
-    print(f"\n{name}: ncnn fp32, 4 threads, {len(measured)} measurements\n")
-    print("| model | measured ms | fitted ms | error | leave-one-out error |\n| --- | --- | --- | --- | --- |")
-    for n, ms in measured.items():
-        fitted_ms = ncnn_ms(graphs[n], fitted)
-        print(f"| {n} | {ms:.2f} | {fitted_ms:.2f} | {errors[n]:+.1%} | {loo[n]:+.1%} |")
-    print(
-        f"\nin-sample mean |error| {in_mean:.1%} (max {in_max:.1%}); leave-one-out {loo_mean:.1%} (max {loo_max:.1%})"
-    )
-    ratios = {n: NCNN_INT8_MS[name][n] / measured[n] for n in NCNN_INT8_MS[name]}
-    print("ncnn int8 / fp32 latency:", ", ".join(f"{n} {r:.2f}" for n, r in ratios.items()))
-    print("bands:", ", ".join(f"{rt} ±{band(fitted, rt):.0%}" for rt in RUNTIME_RATIOS))
-    print("\n[cost_model]")
-    for key in ("conv_gflops", "depthwise_gflops", "bandwidth_gbs", "overhead_us"):
-        value = getattr(fitted, key)
-        print(f"{key} = {'inf' if value == float('inf') else f'{value:.4g}'}")
-    print(f"loo_error = {loo_mean:.3f}")
-    calibration = (
-        f"{len(measured)} ncnn fp32 measurements, 4 threads: mean |error| {in_mean:.1%} (max {in_max:.1%}); "
-        f"leave-one-out mean {loo_mean:.1%} (max {loo_max:.1%})"
-    )
-    print(f'calibration = "{calibration}"')
+def board_table(fit: Fit, noisy: list[str]) -> list[str]:
+    lines = [
+        "| model | published ms | fitted ms | leave-one-out ms | leave-one-out error |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for i, name in enumerate(fit.names):
+        lines.append(f"| {name} | {fit.measured[i]:g} | {fit.fitted[i]:.2f} | {fit.held_out[i]:.2f} | "
+                     f"{fit.errors()[i]:+.1%} |")  # fmt: skip
+    if noisy:
+        lines.append(f"\nLeft out as noisy (max > {NOISY}x min in the published run): {', '.join(noisy)}.")
+    return lines
 
 
 def main() -> None:
-    for runtime, r in RUNTIME_RATIOS.items():
-        spread = "one pair" if r.spread is None else f"mean |deviation| {r.spread:.1%}"
-        print(f"{runtime} / ncnn on {r.board}: median {r.ratio:.2f} of {len(r.pairs)} pairs ({spread})")
-    with tempfile.TemporaryDirectory() as tmp:
-        graphs = {n: graph(n, Path(tmp)) for n in MODELS}
-    for name in NCNN_FP32_MS:
-        calibrate(name, graphs)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="update docs/cost-model.md and targets/*.toml")
+    parser.add_argument("--no-flops", action="store_true", help="skip the FLOP model's rows (needs torchvision)")
+    args = parser.parse_args()
+    store, xnnpack = json.loads(STORE.read_text()), json.loads(XNNPACK.read_text())
+    old = {} if args.no_flops else flop_model_loo()
+    bound, scores = choose_bound(store, xnnpack, "rpi4", BOARD_NAMES["rpi4"])
+    unbounded, unbounded_fit, _ = calibrate(store, "rpi4", BOARD_NAMES["rpi4"], 1e9)
+    carried = np.abs(list(transfer_errors(xnnpack, unbounded).values()))
+    scores["none"] = (unbounded_fit.mean_abs(), float(np.mean(carried)))
+    choice = ["| bound | ncnn leave-one-out (all) | XNNPACK error | mean of both |", "| --- | --- | --- | --- |"]
+    choice += [f"| {b if b == 'none' else f'{b:g}x'}{' (chosen)' if b == bound else ''} | {loo:.1%} | {tr:.1%} | "
+               f"{(loo + tr) / 2:.1%} |" for b, (loo, tr) in scores.items()]  # fmt: skip
+    models, summary, details = {}, [], []
+    for board, name in BOARD_NAMES.items():
+        model, fit, noisy = calibrate(store, board, name, bound)
+        models[board] = model
+        int8 = {n for n in fit.names if n.endswith("_int8")}
+        fp32, seven = set(fit.names) - int8, {n for n in fit.names if n in FLOP_MODELS}
+        summary.append(
+            f"| {name} | {model.cpu} at {model.ghz:g} GHz | {model.aggregate} | {len(fp32)} + {len(int8)} | "
+            f"{fit.mean_abs(fp32):.1%} | {fit.mean_abs(int8):.1%} | {fit.mean_abs(seven):.1%} | "
+            f"{f'{old[board]:.1%}' if board in old else '-'} |"
+        )
+        details += [f"#### {name} ({model.cpu} profiles, {model.aggregate} thread)", "", *board_table(fit, noisy), ""]
+        cycles = ", ".join(f"{g} {w * model.ghz:.2f}" for g, w in zip(GROUPS, fit.weights))
+        details.append(f"Cycles per instruction (fitted ns x {model.ghz:g} GHz): {cycles}.\n")
+    error, transfer_lines = transfer_table(xnnpack, models["rpi4"])
+    for model in models.values():
+        model.transfer_error = round(error, 3)
+    head = ["| board | profiled as | threads combined | fp32 + int8 models | leave-one-out fp32 | "
+            "leave-one-out int8 | the same on the FLOP model's 7 | FLOP model (its 7, fp32) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    text = "\n".join([*head, *summary, "", f"### The bound ({bound:g}x the core's best case), chosen on the Pi 4", "",
+                      *choice, "", "### Carried over to another runtime", "", *transfer_lines, "",
+                      "### Per board", "", *details])  # fmt: skip
+    print(text)
+    for board, model in models.items():
+        print(f"\n# targets/{board}.toml\n{toml_block(model)}")
+    if args.write:
+        doc = DOC.read_text()
+        DOC.write_text(doc[: doc.index(BEGIN) + len(BEGIN)] + "\n" + text + "\n" + doc[doc.index(END) :])
+        for board, model in models.items():
+            path = ROOT / "targets" / f"{board}.toml"
+            kept = re.split(r"\n\[instruction_model\]", path.read_text())[0].rstrip("\n")
+            path.write_text(kept + "\n\n" + toml_block(model))
+
+
+def toml_block(model: InstructionModel) -> str:
+    data = model.model_dump()
+    weights = data.pop("ns_per_instruction")
+    lines = ["[instruction_model]"] + [f"{k} = {json.dumps(v)}" for k, v in data.items()]
+    return (
+        "\n".join(lines + ["", "[instruction_model.ns_per_instruction]"] + [f"{k} = {v}" for k, v in weights.items()])
+        + "\n"
+    )
 
 
 if __name__ == "__main__":

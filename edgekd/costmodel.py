@@ -1,5 +1,6 @@
-"""Estimated latency on a board edgekd cannot reach, in two factors, each fitted to published
-measurements (docs/cost-model.md, benchmarks/calibrate_cost_model.py):
+"""The FLOP model: estimated latency on a board edgekd cannot reach where the ARM instructions
+of its artifacts cannot be profiled (`edgekd.armtiming` is the first choice), in two factors,
+each fitted to published measurements (docs/cost-model.md, benchmarks/calibrate_flop_model.py):
 
 1. ncnn's fp32 latency of the graph on that board: per-layer FLOPs and bytes read from the
    ONNX graph (onnx shape inference) against rates fitted to ncnn's own benchmark tables;
@@ -119,7 +120,7 @@ class Estimate:
     band: float  # relative, e.g. 0.35 for ±35%
 
     def label(self) -> str:
-        return f"{self.p50_ms:.1f} ms ±{self.band:.0%} (estimated, {self.board})"
+        return f"{self.p50_ms:.1f} ms ±{self.band:.0%} (estimated from FLOPs, {self.board})"
 
 
 def _shapes(model) -> dict[str, list[int]]:

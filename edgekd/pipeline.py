@@ -23,7 +23,7 @@ from edgekd.progress import log
 from edgekd.quantizers import QUANTIZERS
 from edgekd.remote import SshDevice, parse_device
 from edgekd.reporting.tables import table_rows
-from edgekd.stages.bench import bench, board_estimates
+from edgekd.stages.bench import bench, board_estimates, check_arm_profiles
 from edgekd.stages.distill import distill, load_student
 from edgekd.stages.export import Int8Inputs, export
 from edgekd.stages.quantize import load_quantized, quantize
@@ -153,6 +153,7 @@ def checked_target(cfg: PipelineConfig, target_name: str, device: str | None) ->
     ssh_device = parse_device(device) if device else None
     if ssh_device is None:
         check_emulation(cfg.verify, target)
+        check_arm_profiles(cfg.bench, target)
     else:
         ssh_device.check()
     return target, ssh_device
@@ -220,7 +221,7 @@ def target_table(cfg: PipelineConfig, artifacts, artifact_facts: list[dict], tar
         "int8": target.int8.model_dump(),
         "rows": rows,
         # a target with no board here (arm): each named board's estimate, labelled as such
-        "estimates": [] if on_device else board_estimates(artifacts, target),
+        "estimates": [] if on_device else board_estimates(artifacts, target, cfg.bench),
     }
 
 

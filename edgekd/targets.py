@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgekd.armtiming import InstructionModel
 from edgekd.costmodel import CostModel
 from edgekd.errors import EdgekdError
 from edgekd.registry import did_you_mean
@@ -36,7 +37,9 @@ class Target(BaseModel):
     runtimes: list[str]
     threads: int = Field(2, ge=1)
     int8: Int8Flavour = Int8Flavour()
-    # a board without hardware here: latency estimated from this model, labelled "estimated"
+    # a board without hardware here: latency estimated from the ARM instructions each artifact
+    # executes (instruction_model), or where they cannot be profiled from FLOPs (cost_model)
+    instruction_model: InstructionModel | None = None
     cost_model: CostModel | None = None
 
     def runs_on_host(self) -> bool:

@@ -1,5 +1,6 @@
-"""The boards' cost model: FLOPs and bytes counted from ONNX graphs, and estimated rows that
-say so everywhere (row, JSON, table, plot label), never passing for measurements."""
+"""The boards' FLOP model (the fallback where ARM instructions cannot be profiled): FLOPs and
+bytes counted from ONNX graphs, and estimated rows that say so everywhere (row, JSON, table,
+plot label), never passing for measurements."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def test_estimate_is_ncnns_sum_times_the_runtimes_published_ratio(tmp_path):
     assert RUNTIME_RATIOS["onnxruntime"].ratio == pytest.approx((1.97 + 2.09) / 2)
     assert guess.p50_ms == pytest.approx(ncnn * RUNTIME_RATIOS["onnxruntime"].ratio)
     assert guess.band == pytest.approx(math.hypot(0.3, RUNTIME_RATIOS["onnxruntime"].spread))
-    assert re.fullmatch(r"\d+\.\d ms ±\d+% \(estimated, Test Board\)", guess.label())
+    assert re.fullmatch(r"\d+\.\d ms ±\d+% \(estimated from FLOPs, Test Board\)", guess.label())
     # one published pair has no spread of its own: it borrows onnxruntime's, never a zero band
     assert RUNTIME_RATIOS["openvino"].spread is None
     assert estimate([layer], board, "openvino").band == pytest.approx(guess.band)
@@ -85,6 +86,9 @@ def test_int8_graphs_are_not_estimated(tmp_path):
     fp32 = layers(conv_graph(tmp_path / "f.onnx", 1, 4, quantized=False))
     assert why_not_estimated(fp32, "onnxruntime") is None
     assert "no published" in why_not_estimated(fp32, "tflite")
+
+
+FLOPS_ONLY = BenchConfig(arm_profiles=False)
 
 
 @pytest.fixture(scope="module")
@@ -100,18 +104,19 @@ def test_board_rows_are_estimated_and_labelled(board, artifacts):
     target = load_target(board)
     model = target.cost_model
     assert "ncnn" in model.source and "leave-one-out" in model.calibration and 0 < model.loo_error < 1
-    rows = bench(BenchConfig(), artifacts, target)
+    rows = bench(FLOPS_ONLY, artifacts, target)
     assert [r["runtime"] for r in rows] == ["onnxruntime", "openvino"]  # the IR: estimated from its ONNX twin
     for row in rows:
         assert row["status"] == "ok" and row["measured"] is False
         assert row["p50_ms"] > 0 and "ncnn" in row["estimated_by"] and "published pair" in row["scaled_by"]
-        assert row["estimate"].endswith(f"(estimated, {model.board})") and "±" in row["estimate"]
+        assert row["estimate"].endswith(f"(estimated from FLOPs, {model.board})") and "±" in row["estimate"]
+        assert "arm_profiles = false" in row["estimated_by"]  # says why it is not the instruction estimate
         assert not {"p90_ms", "p99_ms", "peak_rss_mb"} & set(row)  # nothing claimed beyond the estimate
         assert cell(row, "p50_ms", "{:.3f}") == row["estimate"]  # never a bare number in a table
 
 
 def test_arm_gets_every_named_boards_estimates(artifacts):
-    boards = board_estimates(artifacts, load_target("arm"))
+    boards = board_estimates(artifacts, load_target("arm"), FLOPS_ONLY)
     assert [b["target"] for b in boards] == ["jetson-orin-cpu", "rpi4", "rpi5"]
     assert all(r["status"] == "ok" for b in boards for r in b["rows"])
-    assert board_estimates(artifacts, load_target("rpi5")) == []  # a board's own table carries its estimate
+    assert board_estimates(artifacts, load_target("rpi5"), FLOPS_ONLY) == []  # a board's own table carries its estimate

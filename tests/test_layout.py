@@ -73,7 +73,7 @@ def test_runtime_imports_nothing_else_from_edgekd():
 
 
 def third_party_imports(folder: Path, module_level_only: bool = False) -> set[str]:
-    local = {"edgekd", "tests", "benchmarks"}
+    local = {"edgekd", "tests", "benchmarks"} | {p.stem for p in folder.glob("*.py")}  # a sibling script is local
     found = set()
     for path in folder.rglob("*.py"):
         tree = ast.parse(path.read_text())

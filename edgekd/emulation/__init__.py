@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,25 @@ from edgekd.errors import EdgekdError
 # qemu's model of the Raspberry Pi 5's core: dot-product and fp16 instructions, no SVE, like
 # the boards edgekd targets; onnxruntime's and OpenVINO's kernels choose their code paths by it
 CPU = "cortex-a76"
-CPU_PART = "0xd0b"
-FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
 CORES = 4
+
+
+@dataclass(frozen=True)
+class CpuModel:
+    """What /proc/cpuinfo and MIDR_EL1 say of a core (its features match qemu's model of it)."""
+
+    part: str
+    variant: int
+    revision: int
+    features: str
+
+
+CPU_MODELS = {
+    "cortex-a76": CpuModel("0xd0b", 4, 1, "fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid "
+                           "asimdrdm lrcpc dcpop asimddp"),
+    # the Raspberry Pi 4's core: ARMv8.0, no fp16 arithmetic, no dot product
+    "cortex-a72": CpuModel("0xd08", 0, 3, "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"),
+}  # fmt: skip
 
 
 def qemu() -> str | None:
@@ -105,8 +122,6 @@ def _build_once(root: Path, what: str, fill) -> Path:
     and renamed when complete, so a crash leaves no half."""
     if (root / ".complete").is_file():
         return root
-    if qemu() is None:
-        raise EdgekdError("ARM emulation needs qemu user mode: apt-get install qemu-user-static")
     from edgekd.progress import log
 
     log(f"building {what} for ARM emulation in {root} (once)")
@@ -139,20 +154,52 @@ def executorch_site() -> Path:
     return _build_once(root, "ExecuTorch's aarch64 runtime (about 120 MB of downloads)", fill)
 
 
-def _system_files(fs: Path) -> None:
-    """/proc/cpuinfo and /sys cpu files of a 4-core Cortex-A76, which qemu's -L prefix serves in
+def _system_files(fs: Path, cpu: str = CPU) -> None:
+    """/proc/cpuinfo and /sys cpu files of a 4-core `cpu`, which qemu's -L prefix serves in
     place of the host's x86 ones (onnxruntime's cpuinfo and OpenVINO's xbyak read them)."""
+    model = CPU_MODELS[cpu]
     (fs / "proc").mkdir(exist_ok=True)
-    core = f"BogoMIPS\t: 108.00\nFeatures\t: {FEATURES}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
-    core += f"CPU variant\t: 0x4\nCPU part\t: {CPU_PART}\nCPU revision\t: 1\n\n"
+    core = f"BogoMIPS\t: 108.00\nFeatures\t: {model.features}\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+    core += f"CPU variant\t: {model.variant:#x}\nCPU part\t: {model.part}\nCPU revision\t: {model.revision}\n\n"
     (fs / "proc" / "cpuinfo").write_text("".join(f"processor\t: {i}\n{core}" for i in range(CORES)))
     cpus = fs / "sys" / "devices" / "system" / "cpu"
     for i in range(CORES):
         regs = cpus / f"cpu{i}" / "regs" / "identification"
         regs.mkdir(parents=True, exist_ok=True)
-        (regs / "midr_el1").write_text(f"0x00000000414f{CPU_PART[2:]}1\n")
+        midr = (0x41 << 24) | (model.variant << 20) | (0xF << 16) | (int(model.part, 16) << 4) | model.revision
+        (regs / "midr_el1").write_text(f"0x{midr:016x}\n")
     for name in ("possible", "present", "online"):
         (cpus / name).write_text(f"0-{CORES - 1}\n")
+
+
+def cpu_rootfs(root: Path, cpu: str) -> Path:
+    """The root file system as a core `cpu` sees it: `root` itself for the default CPU, else a
+    sibling of links to `root`'s folders with that core's /proc and /sys (built once)."""
+    if cpu == CPU:
+        return root
+    if cpu not in CPU_MODELS:
+        raise EdgekdError(f"no emulated CPU model '{cpu}'; known: {', '.join(CPU_MODELS)}")
+
+    def fill(work: Path) -> dict:
+        fs = work / "fs"
+        fs.mkdir()
+        for entry in root.iterdir():
+            if entry.name not in ("proc", "sys", ".complete"):
+                (fs / entry.name).symlink_to(entry)
+        _system_files(fs, cpu)
+        return {"links_to": str(root)}
+
+    return _build_once(root.parent / f"{root.name}-{cpu}", f"the root file system's view of a {cpu}", fill)
+
+
+def runtime_dir(folder: Path) -> Path:
+    """edgekd/runtime (the package shipped to devices) unpacked into `folder`; returns the
+    folder to put on the guest's PYTHONPATH."""
+    from edgekd.remote import runtime_bundle
+
+    with tarfile.open(fileobj=io.BytesIO(runtime_bundle()), mode="r:gz") as tar:
+        tar.extractall(folder / "runtime", filter="data")
+    return folder / "runtime"
 
 
 def build_rootfs(root: Path | None = None) -> Path:
@@ -196,13 +243,13 @@ def arm_logits(
     """Logits of `images` for each (runtime, artifact path), computed by that runtime's aarch64
     build under qemu, through edgekd/runtime alone (the package shipped to devices)."""
     from edgekd.progress import progress
-    from edgekd.remote import runtime_bundle
 
+    if qemu() is None:
+        raise EdgekdError("ARM emulation needs qemu user mode: apt-get install qemu-user-static")
     root = build_rootfs(root)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
-        with tarfile.open(fileobj=io.BytesIO(runtime_bundle()), mode="r:gz") as tar:
-            tar.extractall(folder / "runtime", filter="data")
+        runtime_dir(folder)
         np.save(folder / "images.npy", images.astype(np.float32))
         outputs = [str(folder / f"{i}.npy") for i in range(len(jobs))]
         spec = [[runtime, str(Path(path).resolve()), out, threads] for (runtime, path), out in zip(jobs, outputs)]

@@ -1,5 +1,6 @@
-"""An arm64 root file system from Debian's archive, fetched over HTTPS with Python alone, so it
-builds the same on any Linux host (Debian, Ubuntu, Fedora, ...), with no apt, dpkg or root.
+"""Packages from Debian's archive, fetched over HTTPS with Python alone and unpacked into a folder,
+so they install the same on any Linux host (Debian, Ubuntu, Fedora, ...), with no apt, dpkg or root:
+the arm64 root file system emulation runs in, and the host's own qemu-user with plugin support.
 
 Debian 12 is chosen for its Python 3.11 and glibc 2.36: old enough for onnxruntime's
 manylinux_2_28 wheels, new enough for OpenVINO's manylinux_2_35 ones. Each package's SHA-256
@@ -35,8 +36,8 @@ def _get(url: str) -> bytes:
         raise EdgekdError(f"downloading {url} failed ({e}); set EDGEKD_DEBIAN_MIRROR to a reachable mirror") from e
 
 
-def _index() -> dict[str, dict[str, str]]:
-    text = lzma.decompress(_get(f"{MIRROR}/dists/{RELEASE}/main/binary-arm64/Packages.xz")).decode()
+def _index(arch: str) -> dict[str, dict[str, str]]:
+    text = lzma.decompress(_get(f"{MIRROR}/dists/{RELEASE}/main/binary-{arch}/Packages.xz")).decode()
     packages: dict[str, dict[str, str]] = {}
     for stanza in text.split("\n\n"):
         fields = dict(line.split(": ", 1) for line in stanza.splitlines() if ": " in line and line[0] != " ")
@@ -86,9 +87,10 @@ def _unpack(deb: bytes, root: Path) -> None:
         tar.extractall(root, filter="tar")
 
 
-def build(root: Path) -> list[str]:
-    """Unpacks Debian's arm64 Python into `root`; returns the packages' names and versions."""
-    packages = closure(_index(), ROOTS)
+def build(root: Path, roots: list[str] = ROOTS, arch: str = "arm64") -> list[str]:
+    """Unpacks `roots` (Debian's arm64 Python by default) and what they depend on into `root`;
+    returns the packages' names and versions."""
+    packages = closure(_index(arch), roots)
     for fields in packages:
         deb = _get(f"{MIRROR}/{fields['Filename']}")
         if hashlib.sha256(deb).hexdigest() != fields["SHA256"]:

@@ -129,7 +129,12 @@ class Row(Part):
     band: float | None = Field(None, description="estimates: the relative error band (leave-one-out)")
     board: str | None = Field(None, description="estimates: the board the cost model describes")
     estimated_by: str | None = Field(None, description="estimates: the cost model and the data it was fitted to")
-    scaled_by: str | None = Field(None, description="estimates: the runtime's published ratio to ncnn")
+    scaled_by: str | None = Field(
+        None, description="estimates: the runtime's published ratio to ncnn, or how a timing model carries over to it"
+    )
+    instructions_m: dict[str, float] | None = Field(
+        None, description="estimates from ARM instructions: A64 instructions per inference, all threads, millions"
+    )
     extrapolated: str | None = Field(None, description="estimates: why the graph lies outside the fitted range")
 
 

@@ -123,7 +123,24 @@ def estimate_grid(table: dict) -> tuple[list[str], list[list[str]]]:
 def estimate_notes(table: dict) -> list[str]:
     rows = [r for b in table.get("estimates") or [] for r in b["rows"]]
     notes = [f"Not estimated: {reason}" for reason in sorted({r["reason"] for r in rows if r.get("reason")})]
-    return notes + _estimate_sources(rows)
+    return notes + int8_ratios(table) + _estimate_sources(rows)
+
+
+def int8_ratios(table: dict) -> list[str]:
+    """Per board, each runtime's estimated int8 p50 over its fp32 p50 (below 1: int8 is faster)."""
+    lines = []
+    for board in table.get("estimates") or []:
+        p50 = {
+            (row["runtime"], row["precision"]): guess.get("p50_ms") for row, guess in zip(table["rows"], board["rows"])
+        }
+        ratios = [
+            f"{runtime} {p50[(runtime, 'int8')] / fp32:.2f}"
+            for (runtime, precision), fp32 in p50.items()
+            if precision == "fp32" and fp32 and p50.get((runtime, "int8"))
+        ]
+        if ratios:
+            lines.append(f"{board['board']}: int8 / fp32 p50 (ESTIMATED): {', '.join(ratios)}")
+    return lines
 
 
 def _estimate_sources(rows: list[dict]) -> list[str]:

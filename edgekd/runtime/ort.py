@@ -25,15 +25,18 @@ class OrtSession(Session):
     providers = ["CPUExecutionProvider"]
     inspect_graph = True
 
-    def __init__(self, path: str, threads: int, reference: bool = False):
+    def __init__(self, path: str, threads: int, reference: bool = False, spinning: bool = True):
         """`reference`: no graph optimization, so Q/DQ pairs run as written, in float: the
-        quantized arithmetic every conforming runtime implements, free of one CPU's kernels."""
+        quantized arithmetic every conforming runtime implements, free of one CPU's kernels.
+        `spinning=False`: idle workers sleep instead of polling (instruction profiles count work)."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        if not spinning:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if reference:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         if self.inspect_graph:  # the optimized graph tells which kernels onnxruntime really runs

@@ -12,18 +12,15 @@ import json
 import platform
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgekd import remote
-from edgekd.costmodel import (
-    RUNTIME_RATIOS,
-    CostModel,
-    estimate,
-    layers,
-    outside_calibration,
-    why_not_estimated,
-)
+from edgekd import armtiming, emulation, remote
+from edgekd.costmodel import RUNTIME_RATIOS, estimate, layers, outside_calibration, why_not_estimated
+from edgekd.emulation import profile
 from edgekd.errors import EdgekdError
 from edgekd.formats import FORMATS, Artifact
 from edgekd.gpu_bench import bench_gpu
@@ -41,6 +38,11 @@ class BenchConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="empty = the target's thread count")
     timeout_s: float = Field(300, gt=0)
     gpu_batch: int = Field(64, ge=2, description="the throughput batch on GPUs (batch 1 is always measured)")
+    arm_profiles: bool | Literal["auto"] = Field(
+        "auto",
+        description="boards without hardware here: estimate latency from the ARM instructions each artifact "
+        "executes, profiled under qemu (auto = where this host can; false = the FLOP model)",
+    )
 
 
 def _not_run(artifact: Artifact, reason: str) -> dict:
@@ -113,46 +115,134 @@ def _graph_of(artifact: Artifact, artifacts: list[Artifact]) -> str | None:
     return twin.path if twin else None
 
 
-def estimate_on(artifacts: list[Artifact], board: CostModel) -> list[dict]:
-    """One board's rows from its cost model: p50 and FPS estimated with their error band,
-    nothing else claimed; an artifact the model cannot estimate says why."""
+# (artifact name, emulated core) -> its profile, or why its runtime could not run it on that core
+Profiles = dict[tuple[str, str], profile.Profile | str]
+
+
+def check_arm_profiles(cfg: BenchConfig, target: Target) -> None:
+    """Before any training: `arm_profiles = true` where this host cannot profile stops the run."""
+    reason = profile.unavailable()
+    if cfg.arm_profiles is True and reason and any(b.instruction_model for b in boards_of(target)):
+        raise EdgekdError(f'[bench] arm_profiles = true but {reason}; or set arm_profiles = "auto"')
+
+
+def arm_profiles(artifacts: list[Artifact], boards: list[Target], mode: bool | str) -> tuple[Profiles, str | None]:
+    """Each artifact's instruction profile on each core the boards are modelled on, or why there are none."""
+    models = [b.instruction_model for b in boards if b.instruction_model]
+    if mode is False or not models:
+        return {}, "ARM instruction profiles are off ([bench] arm_profiles = false)" if models else None
+    reason = profile.unavailable()
+    if reason:
+        return {}, reason
+    runnable = [a for a in artifacts if a.runtime in emulation.releases()]
+    cpus = sorted({m.cpu for m in models})
+    try:
+        site = str(emulation.executorch_site()) if any(a.runtime == "executorch" for a in runnable) else None
+
+        def on(cpu: str) -> list:
+            threads = max(m.threads for m in models if m.cpu == cpu)
+            jobs = [{"runtime": a.runtime, "path": str(Path(a.path).resolve()), "threads": threads} for a in runnable]
+            return profile.run_profiles(jobs, cpu, site=site)
+
+        with ThreadPoolExecutor(len(cpus)) as pool:  # one qemu per core model, side by side
+            found = dict(zip(cpus, pool.map(on, cpus)))
+    except EdgekdError as e:
+        if mode is True:
+            raise
+        return {}, str(e)
+    return {(a.name, cpu): found[cpu][i] for cpu in cpus for i, a in enumerate(runnable)}, None
+
+
+def _flop_estimate(artifact: Artifact, artifacts: list[Artifact], board: Target, why_not: str | None) -> dict:
+    model = board.cost_model
+    path = _graph_of(artifact, artifacts)
+    if model is None or path is None:
+        return _not_run(artifact, why_not or "the FLOP model reads ONNX graphs: add onnx to [export] formats")
+    graph = layers(path)
+    reason = why_not_estimated(graph, artifact.runtime)
+    if reason:
+        return _not_run(artifact, reason + (f"; ARM instructions not profiled: {why_not}" if why_not else ""))
+    guess = estimate(graph, model, artifact.runtime)
+    ratio = RUNTIME_RATIOS[artifact.runtime]
+    return (
+        {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
+        | {"p50_ms": round(guess.p50_ms, 3), "fps": round(1000 / guess.p50_ms, 1), "band": round(guess.band, 3)}
+        | {"estimate": guess.label(), "board": model.board, "threads": model.threads, "batch": 1}
+        | {
+            "estimated_by": f"FLOPs: ncnn's fp32 latency on {model.board}, a cost model fitted to {model.source}: "
+            f"{model.calibration}" + (f" (ARM instructions not profiled: {why_not})" if why_not else ""),
+            "scaled_by": f"{artifact.runtime}'s latency = {ratio.ratio:.2f}x ncnn's, the median of "
+            f"{len(ratio.pairs)} published pair(s) on {ratio.board} ({ratio.source})",
+            "extrapolated": outside_calibration(path),
+        }
+    )
+
+
+def _instruction_estimate(artifact: Artifact, artifacts: list[Artifact], found: profile.Profile, board: Target):
+    model = board.instruction_model
+    p50 = armtiming.latency_ms(found, model)
+    spread = armtiming.band(model, artifact.precision, artifact.runtime)
+    path = _graph_of(artifact, artifacts)
+    carried = (
+        None
+        if artifact.runtime == "ncnn"
+        else f"the core's timing, fitted on ncnn, carried over to {artifact.runtime}: mean |error| "
+        f"{model.transfer_error:.0%} on XNNPACK's own Raspberry Pi 4 figures (docs/cost-model.md)"
+    )
+    return (
+        {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
+        | {"p50_ms": round(p50, 3), "fps": round(1000 / p50, 1), "band": round(spread, 3), "board": model.board}
+        | {"estimate": f"{p50:.1f} ms ±{spread:.0%} (estimated from ARM instructions, {model.board})"}
+        | {"threads": model.threads, "batch": 1, "instructions_m": found.millions()}
+        | {
+            "estimated_by": f"ARM instructions: each artifact's A64 instructions per inference, profiled by its "
+            f"runtime's aarch64 build under qemu -cpu {model.cpu} at {model.threads} threads, times {model.board}'s "
+            f"ns per instruction class ({model.aggregate} thread), fitted to {model.source}: {model.calibration}",
+            "scaled_by": carried,
+            "extrapolated": outside_calibration(path) if path else None,
+        }
+    )
+
+
+def estimate_on(artifacts: list[Artifact], board: Target, profiles: Profiles, why_not: str | None) -> list[dict]:
+    """One board's rows: p50 and FPS estimated with their error band, nothing else claimed;
+    from the artifact's ARM instructions when profiled, else from the FLOP model, else why not."""
     rows = []
     for artifact in artifacts:
-        path = _graph_of(artifact, artifacts)
-        if path is None:
-            rows.append(_not_run(artifact, "the cost model reads ONNX graphs: add onnx to [export] formats"))
-            continue
-        graph = layers(path)
-        reason = why_not_estimated(graph, artifact.runtime)
-        if reason:
-            rows.append(_not_run(artifact, reason))
-            continue
-        guess = estimate(graph, board, artifact.runtime)
-        ratio = RUNTIME_RATIOS[artifact.runtime]
-        rows.append(
-            {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
-            | {"p50_ms": round(guess.p50_ms, 3), "fps": round(1000 / guess.p50_ms, 1), "band": round(guess.band, 3)}
-            | {"estimate": guess.label(), "board": board.board, "threads": board.threads, "batch": 1}
-            | {
-                "estimated_by": f"ncnn's fp32 latency on {board.board}, a cost model fitted to {board.source}: "
-                f"{board.calibration}",
-                "scaled_by": f"{artifact.runtime}'s latency = {ratio.ratio:.2f}x ncnn's, the median of "
-                f"{len(ratio.pairs)} published pair(s) on {ratio.board} ({ratio.source})",
-                "extrapolated": outside_calibration(path),
-            }
-        )
+        model = board.instruction_model
+        found = profiles.get((artifact.name, model.cpu)) if model else None
+        if isinstance(found, str):
+            why = f"{artifact.runtime}'s aarch64 build could not run it on a {model.cpu} (qemu): {found}"
+            rows.append(_not_run(artifact, why))
+        elif found is not None:
+            rows.append(_instruction_estimate(artifact, artifacts, found, board))
+        else:
+            rows.append(_flop_estimate(artifact, artifacts, board, why_not))
     return rows
 
 
-def board_estimates(artifacts: list[Artifact], target: Target) -> list[dict]:
-    """For a target without a cost model of its own (`arm`): every board profile of its
-    architecture that has one, each with its estimated rows."""
-    if target.cost_model is not None or target.runs_on_host():
+def boards_of(target: Target) -> list[Target]:
+    """The boards a target's latency is estimated on: itself (a board profile), or for a target
+    without hardware or a model of its own (`arm`) every board of its architecture."""
+    if target.runs_on_host():
         return []
-    boards = [t for t in map(load_target, target_names()) if t.arch == target.arch and t.cost_model]
+    if target.cost_model or target.instruction_model:
+        return [target]
     return [
-        {"target": b.name, "board": b.cost_model.board, "rows": estimate_on(artifacts, b.cost_model)} for b in boards
+        t for t in map(load_target, target_names()) if t.arch == target.arch and (t.cost_model or t.instruction_model)
     ]
+
+
+def board_estimates(artifacts: list[Artifact], target: Target, cfg: BenchConfig) -> list[dict]:
+    """For a target without a model of its own (`arm`): every board of its architecture, each
+    with its estimated rows."""
+    boards = [] if (target.cost_model or target.instruction_model) else boards_of(target)
+    profiles, why_not = arm_profiles(artifacts, boards, cfg.arm_profiles)
+    return [
+        {"target": b.name, "board": (b.instruction_model or b.cost_model).board,
+         "rows": estimate_on(artifacts, b, profiles, why_not)}
+        for b in boards
+    ]  # fmt: skip
 
 
 def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice | None = None) -> list[dict]:
@@ -160,8 +250,9 @@ def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: S
     board with a cost model and no device gets estimated rows, marked `measured: false`."""
     if device is not None:
         return _bench_on_device(cfg, artifacts, target, device)
-    if target.cost_model is not None and not target.runs_on_host():
-        return estimate_on(artifacts, target.cost_model)
+    if (target.cost_model or target.instruction_model) and not target.runs_on_host():
+        profiles, why_not = arm_profiles(artifacts, [target], cfg.arm_profiles)
+        return estimate_on(artifacts, target, profiles, why_not)
     threads = cfg.threads or target.threads
     if target.arch == "cuda":
 

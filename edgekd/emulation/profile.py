@@ -1,0 +1,185 @@
+"""Instruction profiles of ARM artifacts: the A64 instructions each runtime's aarch64 build
+executes per inference, by class and per worker thread, counted under qemu user mode by a TCG
+plugin (`insn_profile.c`), with the model's loading and warm-up excluded.
+
+qemu's plugin support needs a dynamically linked qemu (Debian's static `qemu-user-static`
+cannot load plugins), so Debian 12's `qemu-user` and its libraries are fetched from Debian's
+archive into edgekd's cache once (about 35 MB of downloads) and run with their own loader, the same on any
+x86-64 Linux host; the plugin is compiled on first use with the host's C compiler.
+
+The counts are the runtime's true work on the board's instruction set, per precision and per
+thread; `edgekd.costmodel` turns them into a board's latency. qemu's own speed is never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from edgekd.emulation import _build_once, _cache, build_rootfs, cpu_rootfs, debian
+from edgekd.errors import EdgekdError
+
+# the plugin's columns, in its order: instruction classes; "wait", blocks holding a spin-wait
+# hint (idle polling); "syscall", system calls (a thread pool's futex waits and wakes)
+CLASSES = (
+    "fmla_f32", "fmla_f16", "dot_i8", "mmla_i8", "mul_int", "simd_other",
+    "ldst_simd", "ldst_scalar", "branch", "int_other", "wait", "syscall",
+)  # fmt: skip
+WORK = CLASSES[:-2]
+QEMU_PACKAGE = "qemu-user"  # Debian 12: qemu 7.2, plugin API version 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Instructions per inference, per class, for each thread that ran any (busiest first), and
+    the instructions the runtime executed loading the model (all threads, all classes)."""
+
+    threads: tuple[dict[str, float], ...]
+    cpu: str
+    load: float = 0.0
+
+    def total(self, name: str) -> float:
+        return sum(t.get(name, 0.0) for t in self.threads)
+
+    def totals(self) -> dict[str, float]:
+        return {name: self.total(name) for name in CLASSES}
+
+    def millions(self) -> dict[str, float]:
+        """Per class, all threads, millions per inference (what the report shows)."""
+        return {name: round(value / 1e6, 2) for name, value in self.totals().items()}
+
+    def to_json(self) -> dict:
+        threads = [{k: round(v) for k, v in t.items()} for t in self.threads]
+        return {"cpu": self.cpu, "threads": threads, "load": round(self.load)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> Profile:
+        return cls(tuple(data["threads"]), data["cpu"], data.get("load", 0.0))
+
+
+def unavailable() -> str | None:
+    """Why instruction profiles cannot be taken on this host, or None."""
+    if platform.system() != "Linux" or platform.machine() != "x86_64":
+        return f"instruction profiles need an x86-64 Linux host for Debian's qemu-user (this is {platform.machine()})"
+    if _compiler() is None:
+        return "instruction profiles need a C compiler for qemu's plugin (apt-get install gcc, or set CC)"
+    return None
+
+
+def _compiler() -> str | None:
+    return shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+
+
+def qemu_dir() -> Path:
+    """Debian 12's dynamically linked qemu-user for this x86-64 host, fetched once."""
+
+    def fill(work: Path) -> dict:
+        packages = debian.build(work / "fs", [QEMU_PACKAGE], arch="amd64")
+        for unused in [*(work / "fs" / "usr" / "bin").glob("qemu-*"), work / "fs" / "usr" / "share"]:
+            if unused.name != "qemu-aarch64":  # the package has every target; 10 MB is what is used
+                shutil.rmtree(unused) if unused.is_dir() else unused.unlink()
+        return {"packages": packages}
+
+    return _build_once(_cache() / "qemu-user-bookworm", "Debian 12's qemu-user (for instruction profiles)", fill)
+
+
+def plugin() -> Path:
+    """The plugin, compiled once per source version into the cache."""
+    source = resources.files("edgekd.emulation").joinpath("insn_profile.c").read_bytes()
+    built = _cache() / f"insn_profile-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    if built.is_file():
+        return built
+    reason = unavailable()
+    if reason:
+        raise EdgekdError(reason)
+    built.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=built.parent) as scratch:
+        src, out = Path(scratch) / "insn_profile.c", Path(scratch) / "insn_profile.so"
+        src.write_bytes(source)
+        # no fortified libc calls: the plugin runs inside Debian 12's glibc, maybe older than the host's
+        argv = [_compiler(), "-O2", "-shared", "-fPIC", "-U_FORTIFY_SOURCE", "-o", str(out), str(src)]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise EdgekdError(f"compiling qemu's instruction-profile plugin failed: {last}")
+        out.rename(built)
+    return built
+
+
+def qemu_command(cpu: str, counts: Path) -> list[str]:
+    """argv prefix that runs an aarch64 program under the fetched qemu with the plugin loaded."""
+    root = qemu_dir()
+    loader = next(root.glob("lib*/ld-linux-x86-64.so.2"), None) or next(root.rglob("ld-linux-x86-64.so.2"))
+    libraries = ":".join(str(p) for p in (root / "lib/x86_64-linux-gnu", root / "usr/lib/x86_64-linux-gnu"))
+    qemu = root / "usr" / "bin" / "qemu-aarch64"
+    return [str(loader), "--library-path", libraries, str(qemu), "-plugin", f"{plugin()},out={counts}", "-cpu", cpu]
+
+
+def parse(text: str, cpu: str, jobs: int, repeats: list[int], failed: dict[int, str]) -> list[Profile | str]:
+    """The plugin's lines -> one Profile per job (region 2k its inference, per inference; 2k + 1
+    its loading), or, for a job the runtime could not run, the reason."""
+    threads: list[list[dict[str, float]]] = [[] for _ in range(jobs)]
+    load = [0.0] * jobs
+    for line in text.splitlines():
+        fields = line.split()
+        region = int(fields[1])
+        counts = dict(zip(CLASSES, map(int, fields[4:])))
+        if region % 2:
+            load[region // 2] += sum(counts[c] for c in WORK)
+        else:
+            threads[region // 2].append({c: n / repeats[region // 2] for c, n in counts.items()})
+    profiles: list[Profile | str] = []
+    for job, found in enumerate(threads):
+        if job in failed:
+            profiles.append(failed[job])
+            continue
+        if not found:
+            raise EdgekdError(f"the instruction profile of job {job} is empty: the marker did not reach qemu")
+        found.sort(key=lambda t: -sum(t[c] for c in WORK))
+        profiles.append(Profile(tuple(found), cpu, load[job]))
+    return profiles
+
+
+def run_profiles(
+    jobs: list[dict], cpu: str, env_extra: dict | None = None, site: str | None = None
+) -> list[Profile | str]:
+    """Each job (see edgekd.runtime.profile) run under `qemu -cpu cpu` with the plugin; per job a
+    Profile, or why its runtime could not run it there. `site` adds folders to the guest's PYTHONPATH."""
+    from edgekd.emulation import runtime_dir
+    from edgekd.progress import progress
+
+    rootfs = cpu_rootfs(build_rootfs(), cpu)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        runtime = runtime_dir(folder)
+        (folder / "jobs.json").write_text(json.dumps(jobs))
+        counts = folder / "counts.txt"
+        python = rootfs / "usr" / "bin" / f"python{debian.PYTHON}"
+        argv = [*qemu_command(cpu, counts), "-L", str(rootfs), str(python), "-m", "edgekd.runtime.profile"]
+        argv.append(str(folder / "jobs.json"))
+        path = f"{runtime}:/opt/edgekd-site" + (f":{site}" if site else "")
+        env = {"PYTHONPATH": path, "PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"}
+        env |= env_extra or {}
+        with progress() as bar, open(folder / "stderr.txt", "w+") as errors:
+            task = bar.add_task(f"profile ARM instructions (qemu -cpu {cpu})", total=len(jobs), status="")
+            child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+            failed = {}
+            for line in child.stdout:
+                if line.startswith(("done ", "failed ")):
+                    bar.advance(task)
+                if line.startswith("failed "):
+                    _, job, reason = line.rstrip("\n").split(" ", 2)
+                    failed[int(job)] = reason
+            if child.wait() != 0:
+                errors.seek(0)
+                last = (errors.read().strip().splitlines() or ["no output"])[-1]
+                raise EdgekdError(f"profiling ARM instructions under qemu failed: {last}")
+        return parse(counts.read_text(), cpu, len(jobs), [job.get("repeats", 1) for job in jobs], failed)
