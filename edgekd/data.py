@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import transforms
 
 from edgekd import distributed
-from edgekd.datafiles import ClassFiles, shown
+from edgekd.datafiles import ClassFiles, shown, split_mismatch
 from edgekd.errors import EdgekdError
 from edgekd.images import load_rgb, usable_images
 from edgekd.io import cache_dir
@@ -253,7 +253,9 @@ def load_data(cfg: DataConfig) -> Data:
         key = train_key + val_key
         if found.classes != val_found.classes:
             raise EdgekdError(
-                f"{shown(str(train_dir))} and {shown(str(val_dir))} have different class folders; make them the same"
+                f"{shown(str(train_dir))} and {shown(str(val_dir))} have different class folders: "
+                f"{split_mismatch(found.classes, val_found.classes, val_dir.name)}; "
+                "give both splits the same class folders"
             )
         train, val = ImageFiles(found, train_transform(cfg)), ImageFiles(val_found, eval_transform(cfg))
     else:  # one tree (train/ alone, or class folders at the root), split with the seed
