@@ -18,6 +18,7 @@ from edgekd.io import atomic_path, sha256
 from edgekd.losses import DistillLoss, StudentSpec, create_loss
 from edgekd.models import create_model
 from edgekd.progress import log
+from edgekd.teacher_checks import check_finite
 from edgekd.train import TrainConfig, accuracy, fit, predict, seed_torch
 
 
@@ -51,9 +52,10 @@ def teacher_logits_cache(teacher: nn.Module, data: Data, path: Path) -> np.ndarr
     """
     rows = len(data.train) * (data.views or 1)
     if not path.is_file():
-        logits = predict(teacher, data.loader("train"))[0].numpy()
+        logits = predict(teacher, data.loader("train"))[0]
+        check_finite(logits, "the teacher", "train")  # checked on val already; train/ may hold others
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, logits)
+            np.save(fh, logits.numpy())
     cache = np.load(path, mmap_mode="r")
     if len(cache) != rows:
         raise EdgekdError(f"teacher logits cache {path} holds {len(cache)} rows, not {rows}; delete it")
