@@ -266,5 +266,6 @@ def train_teacher(cfg: TeacherConfig, data: Data, checkpoint: Path) -> tuple[nn.
         return accuracy(*predict(trained, val))
 
     label = f"teacher {cfg.arch}"
-    fit(model, loader, cross_entropy, cfg.train, label, checkpoint, seed=data.config.seed, evaluate=evaluate)
+    fit(model, loader, cross_entropy, cfg.train, label, checkpoint, seed=data.config.seed, evaluate=evaluate,
+        section="teacher.train")  # fmt: skip
     return model, accuracy(*predict(model, val))

@@ -132,12 +132,13 @@ def train_with_teacher(
     logits_cache: Path | None,
     schedules: bool = True,
     mixed_precision: bool = True,
+    section: str = "distill.train",
 ) -> float:
     """The one distillation training loop, for distill and for QAT: attaches `loss` to both
     models, trains `model` (resuming from `checkpoint`), detaches, returns the val accuracy.
     `schedules`: the loss's warm-ups and schedules follow the epochs; False starts them at their
     end (a student already distilled). `label` may hold `{cached}`, filled when the teacher's
-    logits come from `logits_cache`."""
+    logits come from `logits_cache`. `section`: where `train` is set, for messages."""
     loss.attach(model, teacher)
     teacher.eval()
     if not schedules:
@@ -163,6 +164,7 @@ def train_with_teacher(
         mixed_precision=mixed_precision,
         seed=data.config.seed,
         evaluate=lambda trained: accuracy(*predict(trained, val)),  # for train.keep = "best"
+        section=section,
     )
     loss.detach()
     return accuracy(*predict(model, val))
