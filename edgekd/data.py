@@ -20,9 +20,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import transforms
 
 from edgekd import distributed
-from edgekd.datafiles import ClassFiles, shown
+from edgekd.datafiles import ClassFiles, shown, split_mismatch
 from edgekd.errors import EdgekdError
-from edgekd.images import load_rgb, usable_images
+from edgekd.images import PIL_MAX_IMAGE_PIXELS, load_rgb, usable_images
 from edgekd.io import cache_dir
 from edgekd.rgb import IMAGE_RULES
 
@@ -53,6 +53,12 @@ class DataConfig(BaseModel):
     max_train_samples: int | None = Field(None, ge=1, description="a seeded subset, for small budgets")
     max_val_samples: int | None = Field(None, ge=1)
     skip_bad_images: bool = Field(False, description="leave unreadable files out (logged) instead of stopping")
+    max_image_pixels: int = Field(
+        PIL_MAX_IMAGE_PIXELS,
+        ge=1,
+        description="images with more pixels (width x height) are refused, or left out with skip_bad_images, "
+        "before they are decoded: PIL's guard against decompression bombs; raise it to train on larger images",
+    )
 
 
 @dataclass
@@ -248,17 +254,19 @@ def load_data(cfg: DataConfig) -> Data:
     train_dir, val_dir = _splits(root)
     threads = max(2, cfg.workers)
     if val_dir is not None:
-        found, train_key = usable_images(train_dir, cfg.skip_bad_images, threads)
-        val_found, val_key = usable_images(val_dir, cfg.skip_bad_images, threads)
+        found, train_key = usable_images(train_dir, cfg.skip_bad_images, threads, cfg.max_image_pixels)
+        val_found, val_key = usable_images(val_dir, cfg.skip_bad_images, threads, cfg.max_image_pixels)
         key = train_key + val_key
         if found.classes != val_found.classes:
             raise EdgekdError(
-                f"{shown(str(train_dir))} and {shown(str(val_dir))} have different class folders; make them the same"
+                f"{shown(str(train_dir))} and {shown(str(val_dir))} have different class folders: "
+                f"{split_mismatch(found.classes, val_found.classes, val_dir.name)}; "
+                "give both splits the same class folders"
             )
         train, val = ImageFiles(found, train_transform(cfg)), ImageFiles(val_found, eval_transform(cfg))
     else:  # one tree (train/ alone, or class folders at the root), split with the seed
         split = train_dir or root
-        found, key = usable_images(split, cfg.skip_bad_images, threads)
+        found, key = usable_images(split, cfg.skip_bad_images, threads, cfg.max_image_pixels)
         train_all, val_all = ImageFiles(found, train_transform(cfg)), ImageFiles(found, eval_transform(cfg))
         order = np.random.default_rng(cfg.seed).permutation(len(train_all)).tolist()
         n_val = max(1, int(round(len(order) * cfg.val_fraction)))

@@ -152,6 +152,25 @@ def _check_distinct(root: str, names: dict[str, str]) -> None:
             )
 
 
+def _listed(items: list[str], limit: int = 5) -> str:
+    """The first `limit` items, and how many there are in all when more."""
+    return ", ".join(items[:limit]) + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+def split_mismatch(train_classes: list[str], val_classes: list[str], val_split: str = "val") -> str:
+    """How the class folders of train/ and the val split (NFC names, so Unicode forms already
+    match) differ: the folders in one split only, then the pairs that differ only in case."""
+    train, val = set(train_classes), set(val_classes)
+    val_by_case = {name.casefold(): name for name in sorted(val - train)}
+    case_only = {t: val_by_case[t.casefold()] for t in sorted(train - val) if t.casefold() in val_by_case}
+    only = {"train": train - val - set(case_only), val_split: val - train - set(case_only.values())}
+    parts = [f"only in {split}/: {_listed([repr(n) for n in sorted(names)])}" for split, names in only.items() if names]
+    if case_only:
+        pairs = [f"train/{t} and {val_split}/{v}" for t, v in case_only.items()]
+        parts.append(f"differing only in case: {_listed(pairs)}")
+    return "; ".join(parts)
+
+
 def scan_split(root: str, skip_bad: bool) -> ClassFiles:
     """The class folders of one split (`root`) and their image files."""
     skipped: Counter = Counter()

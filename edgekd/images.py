@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 from PIL import Image
@@ -22,6 +23,13 @@ from edgekd.io import cache_dir, save_json
 from edgekd.progress import log, progress
 from edgekd.rgb import to_rgb
 
+# PIL's own guard against decompression bombs (a warning above this many pixels, an error above
+# twice as many), the default of data.max_image_pixels
+PIL_MAX_IMAGE_PIXELS = 89_478_485
+# edgekd applies data.max_image_pixels to every file's header before decoding it (image_problem):
+# PIL's global guard would only print its raw warning over images that limit lets through
+Image.MAX_IMAGE_PIXELS = None
+
 
 def load_rgb(path: str) -> Image.Image:
     """The ImageFolder loader: any image file as 8-bit RGB."""
@@ -29,10 +37,16 @@ def load_rgb(path: str) -> Image.Image:
         return to_rgb(Image.open(fh))
 
 
-def image_problem(path: str) -> str | None:
+def image_problem(path: str, max_pixels: int = PIL_MAX_IMAGE_PIXELS) -> str | None:
     """Why `path` cannot be used as a training image, or None when it can."""
     try:
         with Image.open(path) as image:
+            width, height = image.size  # from the header: a decompression bomb is refused undecoded
+            if width * height > max_pixels:
+                return (
+                    f"{width}x{height} is {width * height:,} pixels, above data.max_image_pixels ({max_pixels:,}), "
+                    "the guard against decompression bombs; shrink it, or raise data.max_image_pixels to train on it"
+                )
             image.verify()  # structure and checksums (PNG CRCs) without decoding
         with Image.open(path) as image:
             if image.mode == "F":
@@ -43,8 +57,6 @@ def image_problem(path: str) -> str | None:
         return "is not readable (permission denied); fix its permissions (chmod a+r) or delete it"
     except Image.UnidentifiedImageError:
         return "not an image (unknown format or damaged header); delete it or move it out of the class folder"
-    except Image.DecompressionBombError as e:
-        return f"{e}; shrink the image"
     except (OSError, SyntaxError, ValueError) as e:  # what PIL raises for truncated or damaged data
         return f"truncated or corrupt image ({e}); delete or re-create it"
     return None
@@ -59,14 +71,14 @@ def fingerprint(files: list[str]) -> str:
     return digest.hexdigest()[:24]
 
 
-def _find_bad(files: list[str], threads: int, key: str) -> dict[str, str]:
-    cache = cache_dir() / "image-checks" / f"{key}.json"
+def _find_bad(files: list[str], threads: int, key: str, max_pixels: int) -> dict[str, str]:
+    cache = cache_dir() / "image-checks" / f"{key}-{max_pixels}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     bad = {}
     with progress() as bar, ThreadPoolExecutor(threads) as pool:
         task = bar.add_task("checking images", total=len(files), status="")
-        for path, problem in zip(files, pool.map(image_problem, files)):
+        for path, problem in zip(files, pool.map(partial(image_problem, max_pixels=max_pixels), files)):
             if problem:
                 bad[path] = problem
             bar.update(task, advance=1)
@@ -77,7 +89,9 @@ def _find_bad(files: list[str], threads: int, key: str) -> dict[str, str]:
     return bad
 
 
-def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> tuple[ClassFiles, str]:
+def usable_images(
+    root: Path, skip_bad: bool, threads: int = 4, max_pixels: int = PIL_MAX_IMAGE_PIXELS
+) -> tuple[ClassFiles, str]:
     """The class folders under `root` with the files to train on (every file decoded once, see
     `edgekd.datafiles` for which files count), and the folder's fingerprint (part of the stage
     keys: new or changed images rerun training).
@@ -91,7 +105,7 @@ def usable_images(root: Path, skip_bad: bool, threads: int = 4) -> tuple[ClassFi
         raise EdgekdError(f"no images found in {shown(directory)}: put one folder of images per class inside it")
     every = [f for names in found.files.values() for f in names]
     key = fingerprint(every)
-    bad = _find_bad(every, threads, key)
+    bad = _find_bad(every, threads, key, max_pixels)
     if bad and not skip_bad:
         first, problem = next(iter(bad.items()))
         more = f" (1 of {len(bad)} bad files)" if len(bad) > 1 else ""

@@ -30,6 +30,7 @@ from edgekd.stages.quantize import load_quantized, quantize
 from edgekd.stages.report import write_report
 from edgekd.stages.verify import check_emulation, verify
 from edgekd.targets import Target, host_target, load_target
+from edgekd.teacher_checks import checked_teachers
 from edgekd.teachers import given_teachers, load_teacher, load_teachers, train_teacher
 from edgekd.train import accuracy, predict
 from edgekd.workdir import Plan, plan, teacher_plan
@@ -49,7 +50,9 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool, st
     check_teachers(cfg, "config")  # again: the Python API may set teachers after load_config
     key, stage = (stages.teacher_key, stages.teacher) if stages else teacher_plan(cfg, data, out)
     if stage is None:
-        model = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
+        given = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
+        checked = checked_teachers(given, given_teachers(cfg.teacher), data, cfg.teacher.check_accuracy)
+        model, logits, labels = checked.model, checked.val_logits, checked.val_labels
         source = ", ".join(str(f) for f in given_teachers(cfg.teacher))
     else:
         folder = stage.open(resume)
@@ -61,7 +64,7 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool, st
             model, _ = train_teacher(cfg.teacher, data, folder / "teacher.ckpt")
             distributed.save(model.state_dict(), stage.result)
         source = f"{cfg.teacher.arch} trained by edgekd ({stage.result})"
-    logits, labels = predict(model, data.loader("val"))
+        logits, labels = predict(model, data.loader("val"))
     if logits.dim() == 3:  # an ensemble, [images, teachers, classes]: the accuracy of its mean softmax
         logits = logits.softmax(dim=2).mean(dim=1)
     return Teacher(model, source, key, accuracy(logits, labels))

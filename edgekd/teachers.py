@@ -5,6 +5,7 @@ trains on the data itself."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -14,6 +15,7 @@ from torch import nn
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model, model_card
+from edgekd.progress import log
 from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes, state_dict_mismatch
 from edgekd.timm_models import hub_model, hub_snapshot, is_hub, weight_files
 from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict, seed_torch
@@ -27,10 +29,35 @@ class TeacherConfig(BaseModel):
     arch: str = Field("resnet18", description="architecture of a state_dict teacher, or of one trained here")
     small_input: bool = True
     train: TrainConfig = TrainConfig(epochs=5, lr=0.05)
+    check_accuracy: bool = Field(
+        True,
+        description="stop before training when a given teacher's val accuracy is at or below chance "
+        "(1 / classes): the usual sign of a wrong class order, mean/std, input size or channel order",
+    )
 
 
 # teacher files whose layers cannot be hooked, so feature-based losses cannot use them
 OPAQUE_TEACHERS = {".onnx": "an ONNX model run by onnxruntime", ".pt2": "a torch.export program"}
+
+
+def in_fixed_batches(run: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, batch: int | None):
+    """`run` on `images` in batches of exactly `batch` images (None: all at once), for a teacher
+    exported with a static batch size: the last batch is padded with copies of its last image,
+    whose outputs are dropped (a classifier in eval mode scores each image on its own)."""
+    if batch is None or len(images) == batch:
+        return run(images)
+    outputs = []
+    for chunk in images.split(batch):
+        padding = chunk[-1:].expand(batch - len(chunk), *chunk.shape[1:])
+        outputs.append(run(torch.cat([chunk, padding]))[: len(chunk)])
+    return torch.cat(outputs)
+
+
+def fixed_batch_note(path: Path, batch: int | None) -> None:
+    if batch is not None:
+        how = "one image at a time" if batch == 1 else f"{batch} images at a time, the last batch padded"
+        log(f"teacher {path} was exported with a fixed batch of {batch}: it runs {how}, slower than whole batches; "
+            "export it with a dynamic batch axis to run faster")  # fmt: skip
 
 
 class OnnxTeacher(nn.Module):
@@ -46,13 +73,14 @@ class OnnxTeacher(nn.Module):
         options.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0]
+        self.batch = self.input.shape[0] if isinstance(self.input.shape[0], int) else None  # None: dynamic
+
+    def _run(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.detach().cpu().numpy().astype(np.float32)
+        return torch.from_numpy(self.session.run(None, {self.input.name: x})[0])
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = images.detach().cpu().numpy().astype(np.float32)
-        # a model exported with a fixed batch of 1 runs image by image
-        chunks = np.split(x, len(x)) if self.input.shape[0] == 1 else [x]
-        logits = np.concatenate([self.session.run(None, {self.input.name: c})[0] for c in chunks])
-        return torch.from_numpy(logits).to(images.device)
+        return in_fixed_batches(self._run, images, self.batch).to(images.device)
 
 
 class TeacherEnsemble(nn.Module):
@@ -74,16 +102,31 @@ class ExportedTeacher(nn.Module):
 
     opaque = OPAQUE_TEACHERS[".pt2"]
 
-    def __init__(self, program: nn.Module):
+    def __init__(self, program: torch.export.ExportedProgram):
         super().__init__()
-        self.program = program
+        self.program = program.module()
+        # the input's shape as exported: ints where it is static, symbols where it is dynamic
+        user_inputs = program.graph_signature.user_inputs
+        inputs = [n for n in program.graph.nodes if n.op == "placeholder" and n.name in user_inputs]
+        self.shape = list(inputs[0].meta["val"].shape) if len(inputs) == 1 and "val" in inputs[0].meta else []
+        self.batch = self.shape[0] if self.shape and isinstance(self.shape[0], int) else None  # None: dynamic
 
     def train(self, mode: bool = True) -> ExportedTeacher:
         self.training = False  # a teacher is frozen; the graph ignores the mode anyway
         return self
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.program(images)
+        return in_fixed_batches(self.program, images, self.batch)
+
+
+def _check_input_size(path: Path, shape: list, input_size: int) -> None:
+    """An exported teacher's static image size, against data.input_size."""
+    size = shape[2:]
+    if len(size) == 2 and all(isinstance(d, int) for d in size) and list(size) != [input_size, input_size]:
+        raise EdgekdError(
+            f"teacher {path} takes {size[0]}x{size[1]} images but data.input_size is {input_size}; "
+            f"set input_size = {size[0]} in the [data] config"
+        )
 
 
 def _read_onnx(path: Path, input_size: int) -> nn.Module:
@@ -91,16 +134,8 @@ def _read_onnx(path: Path, input_size: int) -> nn.Module:
         teacher = OnnxTeacher(path)
     except Exception as e:
         raise EdgekdError(f"cannot load ONNX teacher {path}: {str(e).splitlines()[0]}") from None
-    batch, expected = teacher.input.shape[0], teacher.input.shape[2:]
-    if isinstance(batch, int) and batch != 1:
-        raise EdgekdError(
-            f"ONNX teacher {path} takes batches of exactly {batch} images; export it with a dynamic batch axis"
-        )
-    if all(isinstance(d, int) for d in expected) and list(expected) != [input_size, input_size]:
-        raise EdgekdError(
-            f"ONNX teacher {path} takes {expected[0]}x{expected[1]} images but data.input_size is {input_size}; "
-            f"set input_size = {expected[0]} in the [data] config"
-        )
+    _check_input_size(path, list(teacher.input.shape), input_size)
+    fixed_batch_note(path, teacher.batch)
     return teacher
 
 
@@ -161,9 +196,12 @@ def _read_file(path: Path, cfg: TeacherConfig, num_classes: int, input_size: int
         return teacher, onnx_classes(teacher.session)
     if path.suffix == ".pt2":
         try:
-            return ExportedTeacher(torch.export.load(str(path)).module()), None
+            teacher = ExportedTeacher(torch.export.load(str(path)))
         except Exception as e:
             raise EdgekdError(f"cannot load torch.export teacher {path}: {type(e).__name__}") from None
+        _check_input_size(path, teacher.shape, input_size)
+        fixed_batch_note(path, teacher.batch)
+        return teacher, None
     return _read_state_dict(path, cfg, num_classes)
 
 
@@ -228,5 +266,6 @@ def train_teacher(cfg: TeacherConfig, data: Data, checkpoint: Path) -> tuple[nn.
         return accuracy(*predict(trained, val))
 
     label = f"teacher {cfg.arch}"
-    fit(model, loader, cross_entropy, cfg.train, label, checkpoint, seed=data.config.seed, evaluate=evaluate)
+    fit(model, loader, cross_entropy, cfg.train, label, checkpoint, seed=data.config.seed, evaluate=evaluate,
+        section="teacher.train")  # fmt: skip
     return model, accuracy(*predict(model, val))

@@ -7,6 +7,7 @@ last finished epoch and ends with the weights an unbroken run would.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Callable, Literal
 
@@ -99,11 +100,13 @@ def fit(
     mixed_precision: bool = True,
     seed: int = 0,
     evaluate: EvaluateFn | None = None,
+    section: str = "train",
 ) -> nn.Module:
     """Trains `model` (and `extra`, e.g. a loss's adapters) in place for `cfg.epochs`,
     resuming from `checkpoint` when it exists. `teacher`: a frozen model that `loss_fn` runs.
     Each epoch seeds torch from (`seed`, epoch): a resumed run shuffles as an unbroken one would.
     `evaluate` scores the weights after each epoch, for `cfg.keep == "best"` (required then).
+    `section`: where `cfg` is set (`distill.train`), for the message when the loss stops being finite.
 
     Runs on the training device (`edgekd.compute`; with `mixed_precision`, bf16 autocast and
     channels_last on CUDA) and leaves the models where they were (on the CPU). Under torchrun,
@@ -150,6 +153,9 @@ def fit(
                     batch = compute.to_device(batch, device, channels_last=fast)
                     with compute.autocast(fast):
                         loss = loss_fn(trained, batch)
+                    value = loss.item()
+                    if not math.isfinite(value):  # before the step: this epoch's weights are never kept
+                        raise EdgekdError(_non_finite_loss(name, value, epoch, cfg, section, fast, checkpoint))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     if cfg.clip_grad_norm is not None:
@@ -159,7 +165,7 @@ def fit(
                     sched.step()
                     if ema is not None:
                         ema.update_parameters(model)
-                    running += loss.item() * len(batch[0])
+                    running += value * len(batch[0])
                     seen += len(batch[0])
                     bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {running / seen:.3f}")
                 if cfg.keep == "best":
@@ -182,6 +188,23 @@ def fit(
             log(f"{name}: {distributed.check_in_step(model, extra, seen, len(loader.dataset))}")
     model.eval()
     return model
+
+
+def _non_finite_loss(
+    name: str, value: float, epoch: int, cfg: TrainConfig, section: str, bf16: bool, checkpoint: Path | None
+) -> str:
+    """Why training stopped, the likely cause and fix, and what stays of it."""
+    fixes = f"lower {section}.lr ({cfg.lr:g}) or set {section}.clip_grad_norm = 1.0"
+    if bf16:
+        fixes += ", or compute.mixed_precision = false (bf16 overflows)"
+    if checkpoint is None or epoch == 0:
+        kept = "no epoch had finished"
+    else:
+        kept = f"epoch {epoch}'s checkpoint stays ({checkpoint}), so --resume goes on from it"
+    return (
+        f"{name}: the loss became {value} in epoch {epoch + 1}/{cfg.epochs}, so the stage stopped; usually a "
+        f"learning rate too high for this model and loss: {fixes}; {kept}"
+    )
 
 
 def _ema(model: nn.Module, decay: float | None) -> AveragedModel | None:

@@ -76,8 +76,8 @@ def teacher_plan(cfg: PipelineConfig, data: Data, out: Path) -> tuple[str, Stage
     files = teacher_files(cfg.teacher)
     if files:
         return (sha256(files[0]) if len(files) == 1 else stage_key(*[sha256(f) for f in files])), None
-    key = stage_key(  # without the (empty) extra: keys from before it existed still match
-        cfg.teacher.model_dump(mode="json", exclude={"extra"}),
+    key = stage_key(  # without the (empty) extra and the check of given teachers: older keys still match
+        cfg.teacher.model_dump(mode="json", exclude={"extra", "check_accuracy"}),
         cfg.data.model_dump(mode="json"),
         data.classes,
         data.fingerprint,

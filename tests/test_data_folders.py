@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.data import DataConfig, load_data
+from edgekd.datafiles import split_mismatch
 from edgekd.images import usable_images
 from tests.bad_inputs import bad_input
 from tests.conftest import TINY_CONFIG, write_image_folder
@@ -136,6 +137,27 @@ def test_case_only_duplicate_classes_are_refused(tmp_path):
     (root / "class_0").rename(root / "Cat")
     (root / "class_1").rename(root / "cat")
     refused(root, tmp_path, "'Cat' and 'cat'", "differ only in case")
+
+
+@bad_input(
+    "files",
+    "class folders in `train/` but not `val/`, or the reverse, or differing only in case (`train/cat`, `val/Cat`)",
+    'refused, listing them: "only in val/: \'zebra\'", "differing only in case: train/cat and val/Cat"',
+)
+def test_class_folders_that_differ_between_splits_are_listed(tmp_path):
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        write_image_folder(root / split, classes=3, per_class=2)
+    (root / "train" / "class_0").rename(root / "train" / "cat")
+    (root / "val" / "class_0").rename(root / "val" / "Cat")
+    shutil.copytree(root / "val" / "class_1", root / "val" / "zebra")
+    shutil.rmtree(root / "train" / "class_2")  # only in val/ now, beside zebra
+    refused(
+        root, tmp_path, "have different class folders", "only in val/: 'class_2', 'zebra'",
+        "differing only in case: train/cat and val/Cat", "give both splits the same class folders",
+    )  # fmt: skip
+    many = split_mismatch(["a"], ["a", *"bcdefgh"])  # the first five, and how many
+    assert many == "only in val/: 'b', 'c', 'd', 'e', 'f', ... (7 in all)"
 
 
 @contextmanager

@@ -3,6 +3,8 @@ with one line that names it (exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -132,3 +134,30 @@ def test_fingerprint_changes_with_the_files_so_stages_rerun(tmp_path):
     assert load_data(config).fingerprint == first
     Image.new("RGB", (16, 16)).save(root / "class_0" / "new.png")
     assert load_data(config).fingerprint != first
+
+
+def decompression_bomb(path) -> None:
+    """10000x10000 pixels, above PIL's guard (89,478,485): a 1-bit PNG of a few kilobytes."""
+    Image.new("1", (10_000, 10_000)).save(path)
+
+
+@bad_input(
+    "layout",
+    "an image above PIL's decompression-bomb limit (10000x10000)",
+    'refused before decoding: "above data.max_image_pixels", raise it to train on it',
+)
+def test_a_decompression_bomb_is_refused_naming_the_setting_that_allows_it(tmp_path):
+    root = write_image_folder(tmp_path / "data", classes=2, per_class=4)
+    decompression_bomb(root / "class_0" / "huge.png")
+    out = tmp_path / "out"
+    done = cli("build", "--target", "x86", "--data", str(root), "--out", str(out))
+    assert_one_line_error(
+        done, f"{root / 'class_0' / 'huge.png'}: 10000x10000 is 100,000,000 pixels, above data.max_image_pixels "
+        "(89,478,485)", "raise data.max_image_pixels to train on it", "skip_bad_images = true",
+    )  # fmt: skip
+    assert "DecompressionBomb" not in done.stderr
+    assert_nothing_written(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PIL's raw warning would fail the test
+        data = load_data(DataConfig(path=root, workers=0, val_fraction=0.5, max_image_pixels=10**8))
+    assert len(data.train) + len(data.val) == 9

@@ -94,13 +94,6 @@ def test_matching_onnx_class_names_load_and_a_fixed_batch_of_one_runs_image_by_i
     assert torch.allclose(logits[3], load_teacher(TeacherConfig(path=teacher), 3, 16)(images[3:4])[0])
 
 
-def test_onnx_teacher_with_a_fixed_batch_above_one(tmp_path):
-    teacher = tmp_path / "teacher.onnx"
-    torch.onnx.export(tiny_net().eval(), torch.zeros(4, 3, 16, 16), str(teacher), dynamo=False, input_names=["x"])
-    with pytest.raises(EdgekdError, match="batches of exactly 4 images; export it with a dynamic batch axis"):
-        load_teacher(TeacherConfig(path=teacher), 3, 16)
-
-
 @pytest.mark.parametrize("suffix, kind", [(".onnx", "an ONNX model"), (".pt2", "a torch.export program")])
 def test_feature_loss_with_a_teacher_without_layers_stops_before_any_work(tmp_path, image_folder, suffix, kind):
     config = tmp_path / "at.toml"

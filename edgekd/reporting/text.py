@@ -71,9 +71,22 @@ def summary(report: dict) -> list[str]:
         f"Teacher: {report['teacher']['source']}, val accuracy {report['teacher']['val_accuracy']:.2%}",
         f"Student: {student['arch']}, fp32 {student['val_accuracy_fp32']:.2%}"
         + (f", int8 QAT {int8:.2%}" if int8 is not None else ""),
+        *_weak_teacher(report),
         *_qat_lines(report),
         f"Machine: {env['cpu']} ({env['machine']}, {env['cores']} cores); {flags}",
         f"Versions: Python {env['python']}, {versions}",
+    ]
+
+
+def _weak_teacher(report: dict) -> list[str]:
+    """A teacher its own student outscores teaches little: far below what it should be."""
+    teacher, student = report["teacher"]["val_accuracy"], report["student"]["val_accuracy_fp32"]
+    if teacher >= student:
+        return []
+    return [
+        f"Warning: the teacher's val accuracy ({teacher:.2%}) is below its distilled student's ({student:.2%}), "
+        "far below what a teacher should be: check its class order, mean/std, input size and channel order, "
+        "or distill from a better teacher"
     ]
 
 

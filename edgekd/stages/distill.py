@@ -18,6 +18,7 @@ from edgekd.io import atomic_path, sha256
 from edgekd.losses import DistillLoss, StudentSpec, create_loss
 from edgekd.models import create_model
 from edgekd.progress import log
+from edgekd.teacher_checks import check_finite
 from edgekd.train import TrainConfig, accuracy, fit, predict, seed_torch
 
 
@@ -51,9 +52,10 @@ def teacher_logits_cache(teacher: nn.Module, data: Data, path: Path) -> np.ndarr
     """
     rows = len(data.train) * (data.views or 1)
     if not path.is_file():
-        logits = predict(teacher, data.loader("train"))[0].numpy()
+        logits = predict(teacher, data.loader("train"))[0]
+        check_finite(logits, "the teacher", "train")  # checked on val already; train/ may hold others
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, logits)
+            np.save(fh, logits.numpy())
     cache = np.load(path, mmap_mode="r")
     if len(cache) != rows:
         raise EdgekdError(f"teacher logits cache {path} holds {len(cache)} rows, not {rows}; delete it")
@@ -130,12 +132,13 @@ def train_with_teacher(
     logits_cache: Path | None,
     schedules: bool = True,
     mixed_precision: bool = True,
+    section: str = "distill.train",
 ) -> float:
     """The one distillation training loop, for distill and for QAT: attaches `loss` to both
     models, trains `model` (resuming from `checkpoint`), detaches, returns the val accuracy.
     `schedules`: the loss's warm-ups and schedules follow the epochs; False starts them at their
     end (a student already distilled). `label` may hold `{cached}`, filled when the teacher's
-    logits come from `logits_cache`."""
+    logits come from `logits_cache`. `section`: where `train` is set, for messages."""
     loss.attach(model, teacher)
     teacher.eval()
     if not schedules:
@@ -161,6 +164,7 @@ def train_with_teacher(
         mixed_precision=mixed_precision,
         seed=data.config.seed,
         evaluate=lambda trained: accuracy(*predict(trained, val)),  # for train.keep = "best"
+        section=section,
     )
     loss.detach()
     return accuracy(*predict(model, val))
