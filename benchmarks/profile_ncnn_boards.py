@@ -41,7 +41,8 @@ def published(readme: Path, heading: str, threads: int) -> dict[str, list[float]
     """[min, max, avg] ms per model from the section under `heading`, the CPU run at `threads` threads."""
     text = readme.read_text()
     section = text[text.index(heading) :]
-    section = section[: section.find("\n### ", 1)]
+    end = section.find("\n### ", 1)
+    section = section if end < 0 else section[:end]
     line = r"^\s*([\w.-]+)\s+min =\s*([\d.]+)\s+max =\s*([\d.]+)\s+avg =\s*([\d.]+)"
     for run in re.split(r"\n(?=loop_count = )", section):
         if f"num_threads = {threads}\n" in run and "gpu_device = -1" in run:

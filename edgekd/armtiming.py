@@ -59,23 +59,32 @@ class InstructionModel(BaseModel):
     ns_per_instruction: dict[str, float] = Field(description="per group of edgekd.armtiming.GROUPS, fitted")
     loo_error_fp32: float = Field(ge=0, description="leave-one-out mean |relative error| on fp32 models")
     loo_error_int8: float = Field(ge=0, description="leave-one-out mean |relative error| on int8 models")
-    transfer_error: float = Field(
-        ge=0, description="mean |relative error| on another runtime's published figures (XNNPACK), 0 if none"
+    transfer_error_fp32: float = Field(
+        ge=0, description="mean |relative error| on another runtime's published fp32 figures (XNNPACK)"
+    )
+    transfer_error_int8: float = Field(
+        ge=0, description="mean |relative error| on another runtime's published int8 figures (XNNPACK)"
     )
     calibration: str = Field(description="what it was fitted to and how well, in words")
     source: str
 
 
+def host_capped(profile: Profile, threads: int) -> bool:
+    """The runtime ran with fewer threads than the board's `threads` because it takes at most the
+    CPUs the emulating process may use (OpenVINO says so): on the board it would have them all."""
+    return 0 < profile.pool < threads
+
+
 def features(profile: Profile, aggregate: Aggregate, threads: int) -> np.ndarray:
     """Instructions per group: the work spread over the board's `threads` cores (mean), or the
-    busiest thread's. The mean divides by the board's threads, not by the threads that ran:
-    under emulation a runtime that sizes its pool by the CPUs it may use (OpenVINO) sees the
-    host's, not the board's."""
-    groups = [[sum(t[c] for c in classes) for classes in GROUPS.values()] for t in profile.threads]
+    busiest thread's; where the host capped the pool (`host_capped`), the busiest thread's work
+    is scaled to the board's threads."""
+    groups = [[sum(t.get(c, 0.0) for c in classes) for classes in GROUPS.values()] for t in profile.threads]
     per_thread = np.array(groups, dtype=float)
-    if aggregate == "busiest":
-        return per_thread[np.argmax(per_thread.sum(axis=1))]
-    return per_thread.sum(axis=0) / threads
+    if aggregate == "mean":
+        return per_thread.sum(axis=0) / threads
+    busiest = per_thread[np.argmax(per_thread.sum(axis=1))]
+    return busiest * profile.pool / threads if host_capped(profile, threads) else busiest
 
 
 def latency_ms(profile: Profile, model: InstructionModel) -> float:
@@ -86,8 +95,11 @@ def latency_ms(profile: Profile, model: InstructionModel) -> float:
 def band(model: InstructionModel, precision: str, runtime: str) -> float:
     """The estimate's relative error band: the fit's leave-one-out error for the precision and,
     for a runtime other than the one fitted on (ncnn), the error of carrying it over, independent."""
-    loo = model.loo_error_int8 if precision == "int8" else model.loo_error_fp32
-    return math.hypot(loo, 0.0 if runtime == "ncnn" else model.transfer_error)
+    if precision == "int8":
+        loo, carried = model.loo_error_int8, model.transfer_error_int8
+    else:
+        loo, carried = model.loo_error_fp32, model.transfer_error_fp32
+    return math.hypot(loo, 0.0 if runtime == "ncnn" else carried)
 
 
 def best_case_ns(cpu: str, ghz: float) -> np.ndarray:
@@ -127,6 +139,9 @@ def leave_one_out(profiles: dict[str, Profile], ms: dict[str, float], aggregate:
     return Fit(names, y, x @ weights / 1e6, held, weights)
 
 
+# benchncnn's float models run fp16 arithmetic where the core has it: the "fp32" error of an A76
+# fit is that of fp16 FMLA, which issues at fp32's rate (8 lanes instead of 4)
+FLOAT_AS = {"cortex-a72": "fp32 arithmetic", "cortex-a76": "fp16 arithmetic, as benchncnn ran them"}
 NOISY = 1.5  # a published row whose max exceeds its min by this factor is left out: one slow run moved its avg
 
 
@@ -147,10 +162,11 @@ def calibrate(store: dict, board: str, name: str, bound: float) -> tuple[Instruc
     model = InstructionModel(
         board=name, cpu=spec["cpu"], threads=store["threads"], aggregate=aggregate, ghz=spec["ghz"], bound=bound,
         ns_per_instruction={g: round(float(w), 5) for g, w in zip(GROUPS, fit.weights)},
-        loo_error_fp32=round(fp32, 3), loo_error_int8=round(int8_error, 3), transfer_error=0.0,
-        calibration=f"{len(fit.names) - len(int8)} fp32 and {len(int8)} int8 ncnn models at {store['threads']} "
-        f"threads, profiled on qemu -cpu {spec['cpu']}: leave-one-out mean |error| fp32 {fp32:.1%}, "
-        f"int8 {int8_error:.1%}",
+        loo_error_fp32=round(fp32, 3), loo_error_int8=round(int8_error, 3),
+        transfer_error_fp32=0.0, transfer_error_int8=0.0,
+        calibration=f"{len(fit.names) - len(int8)} float ({FLOAT_AS[spec['cpu']]}) and {len(int8)} int8 ncnn "
+        f"models at {store['threads']} threads, profiled on qemu -cpu {spec['cpu']}: leave-one-out mean |error| "
+        f"float {fp32:.1%}, int8 {int8_error:.1%}",
         source=f"{store['source']}, section '{spec['section']}'",
     )  # fmt: skip
     return model, fit, noisy
@@ -162,8 +178,14 @@ def choose_bound(store: dict, transfer: dict, board: str, name: str) -> tuple[fl
     scores = {}
     for bound in BOUNDS:
         model, fit, _ = calibrate(store, board, name, bound)
-        scores[bound] = (fit.mean_abs(), float(np.mean(np.abs(list(transfer_errors(transfer, model).values())))))
+        scores[bound] = (fit.mean_abs(), mean_abs(transfer_errors(transfer, model)))
     return min(scores, key=lambda b: sum(scores[b])), scores
+
+
+def mean_abs(errors: dict[str, float], precision: str | None = None) -> float:
+    """Mean |error| of the named figures, of one precision (names ending _int8 / _fp32) or all."""
+    kept = [abs(e) for n, e in errors.items() if precision is None or n.endswith(f"_{precision}")]
+    return float(np.mean(kept)) if kept else 0.0
 
 
 def transfer_errors(store: dict, model: InstructionModel) -> dict[str, float]:

@@ -64,6 +64,10 @@ def test_report_json_has_every_artifact_verified_and_measured_on_host(built):
     assert {b["target"] for b in arm["estimates"]} == {"rpi4", "rpi5", "jetson-orin-cpu"}
     for board in arm["estimates"]:
         for row, guess in zip(arm["rows"], board["rows"]):
+            if (board["target"], row["artifact"]) == ("rpi4", "openvino-int8"):
+                # OpenVINO's aarch64 CPU plugin does not compile this int8 IR for an ARMv8.0 core: said, not guessed
+                assert guess["status"] == "not run" and "could not run it on a cortex-a72" in guess["reason"], guess
+                continue
             label = f"(estimated from ARM instructions, {board['board']})"
             assert guess["status"] == "ok" and guess["estimate"].endswith(label) and "±" in guess["estimate"], guess
             assert guess["measured"] is False and guess["instructions_m"]["branch"] > 0

@@ -138,7 +138,7 @@ def test_a_teacher_at_chance_stops_naming_the_usual_causes_and_the_override(tmp_
 @bad_input(
     "models",
     "a teacher below its own distilled student's accuracy",
-    'built; the report warns: "the teacher\'s val accuracy ... is below its distilled student\'s"',
+    "built; the report warns: \"the teacher's val accuracy ... is below its distilled student's\"",
 )
 def test_a_teacher_below_its_student_is_a_warning_in_the_report():
     report = report_with_val(100)

@@ -4,8 +4,9 @@
  * Each instruction is classified once, when qemu translates its block; a per-block execution
  * callback adds the block's class counts to its vCPU's totals while recording is on. The guest
  * switches recording with a syscall no program makes otherwise: sched_get_priority_max (125 on
- * aarch64) with an invalid policy MAGIC | region << 1 | stop. At a stop, every vCPU's counts
- * since the start are appended to the output file as "region R vcpu V n0 n1 ...", then zeroed.
+ * aarch64) with an invalid policy MAGIC | region << 1 | stop. At a start the counts are zeroed;
+ * at a stop, every vCPU's counts since the start are appended to the output file as
+ * "region R vcpu V n0 n1 ...".
  *
  * Blocks that hold a spin-wait hint (YIELD, WFE, WFI, ISB) count as "wait": threads polling
  * for work, which cost time on a board only as idle cores do. The last column counts system
@@ -68,7 +69,7 @@ static int fp_or_int_mul(uint32_t i)
         return (((i >> 11) & 7) == 1 && !u) ? FMLA_F16 : SIMD_OTHER;
     if ((i & 0x9f200c00) == 0x0e200000) { /* three different: widening multiplies */
         uint32_t op = (i >> 12) & 0xf;
-        return (op >= 8 && op <= 0xd && op != 0xe) ? MUL_INT : SIMD_OTHER;
+        return (op >= 8 && op <= 0xd) ? MUL_INT : SIMD_OTHER; /* SMLAL .. SQDMULL */
     }
     if ((i & 0x9f208400) == 0x0e008400) { /* three same extra */
         uint32_t op = (i >> 11) & 0xf;
@@ -122,7 +123,9 @@ static void block_executed(unsigned int vcpu, void *userdata)
 static void block_translated(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
     (void)id;
-    uint32_t *block = calloc(NCLASSES, sizeof(uint32_t)); /* lives as long as the translation */
+    /* never freed: one small array per translated block, and qemu retranslates rarely */
+    uint32_t *block = calloc(NCLASSES, sizeof(uint32_t));
+    if (!block) return;
     size_t n = qemu_plugin_tb_n_insns(tb);
     int wait = 0;
     for (size_t k = 0; k < n; k++) {

@@ -20,6 +20,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -45,6 +47,7 @@ class Profile:
     threads: tuple[dict[str, float], ...]
     cpu: str
     load: float = 0.0
+    pool: int = 0  # the threads the runtime said it runs with, where it may take fewer than asked; 0: as asked
 
     def total(self, name: str) -> float:
         return sum(t.get(name, 0.0) for t in self.threads)
@@ -53,16 +56,19 @@ class Profile:
         return {name: self.total(name) for name in CLASSES}
 
     def millions(self) -> dict[str, float]:
-        """Per class, all threads, millions per inference (what the report shows)."""
-        return {name: round(value / 1e6, 2) for name, value in self.totals().items()}
+        """Instructions per class, all threads, millions per inference (what the report shows;
+        system calls are a count, not instructions, and stay out)."""
+        return {name: round(self.total(name) / 1e6, 2) for name in CLASSES if name != "syscall"}
+
+
 
     def to_json(self) -> dict:
         threads = [{k: round(v) for k, v in t.items()} for t in self.threads]
-        return {"cpu": self.cpu, "threads": threads, "load": round(self.load)}
+        return {"cpu": self.cpu, "threads": threads, "load": round(self.load), "pool": self.pool}
 
     @classmethod
     def from_json(cls, data: dict) -> Profile:
-        return cls(tuple(data["threads"]), data["cpu"], data.get("load", 0.0))
+        return cls(tuple(data["threads"]), data["cpu"], data.get("load", 0.0), data.get("pool", 0))
 
 
 def unavailable() -> str | None:
@@ -114,16 +120,29 @@ def plugin() -> Path:
     return built
 
 
+def prepare(cpus: list[str]) -> None:
+    """Everything profiles need, fetched or built once (before profiles run side by side)."""
+    root = build_rootfs()
+    for cpu in cpus:
+        cpu_rootfs(root, cpu)
+    qemu_dir()
+    plugin()
+
+
 def qemu_command(cpu: str, counts: Path) -> list[str]:
     """argv prefix that runs an aarch64 program under the fetched qemu with the plugin loaded."""
     root = qemu_dir()
-    loader = next(root.glob("lib*/ld-linux-x86-64.so.2"), None) or next(root.rglob("ld-linux-x86-64.so.2"))
+    loader = next(root.rglob("ld-linux-x86-64.so.2"), None)
+    if loader is None:
+        raise EdgekdError(f"{root} holds no x86-64 loader: delete the folder and run again to fetch qemu-user anew")
     libraries = ":".join(str(p) for p in (root / "lib/x86_64-linux-gnu", root / "usr/lib/x86_64-linux-gnu"))
     qemu = root / "usr" / "bin" / "qemu-aarch64"
     return [str(loader), "--library-path", libraries, str(qemu), "-plugin", f"{plugin()},out={counts}", "-cpu", cpu]
 
 
-def parse(text: str, cpu: str, jobs: int, repeats: list[int], failed: dict[int, str]) -> list[Profile | str]:
+def parse(
+    text: str, cpu: str, jobs: int, repeats: list[int], failed: dict[int, str], pools: dict[int, int]
+) -> list[Profile | str]:
     """The plugin's lines -> one Profile per job (region 2k its inference, per inference; 2k + 1
     its loading), or, for a job the runtime could not run, the reason."""
     threads: list[list[dict[str, float]]] = [[] for _ in range(jobs)]
@@ -144,20 +163,21 @@ def parse(text: str, cpu: str, jobs: int, repeats: list[int], failed: dict[int, 
         if not found:
             raise EdgekdError(f"the instruction profile of job {job} is empty: the marker did not reach qemu")
         found.sort(key=lambda t: -sum(t[c] for c in WORK))
-        profiles.append(Profile(tuple(found), cpu, load[job]))
+        profiles.append(Profile(tuple(found), cpu, load[job], pools.get(job, 0)))
     return profiles
 
 
 def run_profiles(
-    jobs: list[dict], cpu: str, env_extra: dict | None = None, site: str | None = None
+    jobs: list[dict], cpu: str, site: str | None = None, bar=None, timeout_s: float = 600
 ) -> list[Profile | str]:
     """Each job (see edgekd.runtime.profile) run under `qemu -cpu cpu` with the plugin; per job a
-    Profile, or why its runtime could not run it there. `site` adds folders to the guest's PYTHONPATH."""
+    Profile, or why its runtime could not run it there. `site` adds folders to the guest's
+    PYTHONPATH; `bar`, a rich Progress to report on (one of its own otherwise); `timeout_s`, per job."""
     from edgekd.emulation import runtime_dir
     from edgekd.progress import progress
 
     rootfs = cpu_rootfs(build_rootfs(), cpu)
-    with tempfile.TemporaryDirectory() as scratch:
+    with tempfile.TemporaryDirectory() as scratch, nullcontext(bar) if bar else progress() as shown:
         folder = Path(scratch)
         runtime = runtime_dir(folder)
         (folder / "jobs.json").write_text(json.dumps(jobs))
@@ -167,19 +187,40 @@ def run_profiles(
         argv.append(str(folder / "jobs.json"))
         path = f"{runtime}:/opt/edgekd-site" + (f":{site}" if site else "")
         env = {"PYTHONPATH": path, "PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin", "OMP_WAIT_POLICY": "PASSIVE"}
-        env |= env_extra or {}
-        with progress() as bar, open(folder / "stderr.txt", "w+") as errors:
-            task = bar.add_task(f"profile ARM instructions (qemu -cpu {cpu})", total=len(jobs), status="")
+        task = shown.add_task(f"profile ARM instructions (qemu -cpu {cpu})", total=len(jobs), status="")
+        failed, pools = _run(argv, env, folder / "stderr.txt", lambda: shown.advance(task), timeout_s * len(jobs))
+        return parse(counts.read_text(), cpu, len(jobs), [job.get("repeats", 1) for job in jobs], failed, pools)
+
+
+def _run(argv: list[str], env: dict, stderr: Path, advance, timeout_s: float) -> tuple[dict, dict]:
+    """Runs the guest; returns the jobs it could not run, with why, and the thread pools runtimes
+    reported. Killed past `timeout_s`."""
+    failed: dict[int, str] = {}
+    pools: dict[int, int] = {}
+    with open(stderr, "w+") as errors:
+        try:
             child = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
-            failed = {}
+        except OSError as e:
+            raise EdgekdError(f"starting qemu for instruction profiles failed: {e}") from None
+        timer = threading.Timer(timeout_s, child.kill)
+        timer.start()
+        try:
             for line in child.stdout:
                 if line.startswith(("done ", "failed ")):
-                    bar.advance(task)
+                    advance()
                 if line.startswith("failed "):
                     _, job, reason = line.rstrip("\n").split(" ", 2)
                     failed[int(job)] = reason
-            if child.wait() != 0:
-                errors.seek(0)
-                last = (errors.read().strip().splitlines() or ["no output"])[-1]
-                raise EdgekdError(f"profiling ARM instructions under qemu failed: {last}")
-        return parse(counts.read_text(), cpu, len(jobs), [job.get("repeats", 1) for job in jobs], failed)
+                if line.startswith("pool "):
+                    _, job, threads = line.split()
+                    pools[int(job)] = int(threads)
+            code = child.wait()
+        finally:
+            timer.cancel()
+            child.kill()
+        if code != 0:
+            errors.seek(0)
+            last = (errors.read().strip().splitlines() or ["no output"])[-1]
+            why = f"timed out after {timeout_s:.0f} s" if code == -9 else last
+            raise EdgekdError(f"profiling ARM instructions under qemu failed: {why}")
+    return failed, pools

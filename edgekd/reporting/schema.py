@@ -132,6 +132,11 @@ class Row(Part):
     scaled_by: str | None = Field(
         None, description="estimates: the runtime's published ratio to ncnn, or how a timing model carries over to it"
     )
+    load_instructions_m: float | None = Field(
+        None,
+        description="estimates from ARM instructions: A64 instructions the runtime ran loading the model, millions",
+    )
+    profiled_on: str | None = Field(None, description="estimates from ARM instructions: the emulated core (qemu -cpu)")
     instructions_m: dict[str, float] | None = Field(
         None, description="estimates from ARM instructions: A64 instructions per inference, all threads, millions"
     )

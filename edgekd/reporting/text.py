@@ -136,7 +136,21 @@ def estimate_grid(table: dict) -> tuple[list[str], list[list[str]]]:
 def estimate_notes(table: dict) -> list[str]:
     rows = [r for b in table.get("estimates") or [] for r in b["rows"]]
     notes = [f"Not estimated: {reason}" for reason in sorted({r["reason"] for r in rows if r.get("reason")})]
-    return notes + int8_ratios(table) + _estimate_sources(rows)
+    return notes + int8_ratios(table) + load_work(table) + _estimate_sources(rows)
+
+
+def load_work(table: dict) -> list[str]:
+    """What emulation measures truthfully of loading: the instructions, per emulated core (no time)."""
+    seen: dict[str, list[str]] = {}
+    for board in table.get("estimates") or []:
+        for guess in board["rows"]:
+            if guess.get("load_instructions_m") is not None:
+                core = seen.setdefault(guess["profiled_on"], [])
+                fact = f"{guess['artifact']} {guess['load_instructions_m']:,.0f} M"
+                if fact not in core:
+                    core.append(fact)
+    return [f"Loading the model, A64 instructions counted on an emulated {core} (emulated, no time claimed): "
+            f"{', '.join(facts)}" for core, facts in seen.items()]  # fmt: skip
 
 
 def int8_ratios(table: dict) -> list[str]:

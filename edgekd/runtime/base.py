@@ -31,6 +31,10 @@ class Session:
         """Which precision the runtime really ran the convolutions in, read from its own graph."""
         return {}
 
+    def pool_threads(self) -> int | None:
+        """The threads the runtime really runs with, where it may take fewer than asked for."""
+        return None
+
 
 RUNTIMES: dict[str, tuple[Callable[[], str | None], Callable[..., Session]]] = {}
 

@@ -39,6 +39,10 @@ class OvSession(Session):
     def input_shape(self) -> list[int]:
         return [int(d) for d in self.compiled.inputs[0].shape]
 
+    def pool_threads(self) -> int | None:
+        # OpenVINO takes at most the CPUs the process may use, whatever INFERENCE_NUM_THREADS asks
+        return int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
+
     def executed_precision(self) -> dict:
         """Each convolution's runtime precision, and the runtime graph's layers as "type precision"
         counts (constants left out), so two artifacts can be compared kernel for kernel."""

@@ -2,7 +2,8 @@
 then run `repeats` times between two markers that qemu's instruction-profile plugin watches
 for (edgekd/emulation/insn_profile.c), so the counts hold inference alone, never loading.
 Job k's inference is region 2k; its loading, counted apart, region 2k + 1. A job whose model the
-runtime cannot load or run prints "failed k <reason>" and the next job goes on.
+runtime cannot load or run prints "failed k <reason>" and the next job goes on; a runtime that
+runs with fewer threads than asked for prints "pool k <threads>".
 
 A job is {"runtime", "path", "threads", "repeats"}: an artifact in edgekd's session for that
 runtime, or, with runtime "benchncnn", an ncnn .param run exactly as ncnn's own benchncnn runs
@@ -55,27 +56,35 @@ def benchncnn(path: str, threads: int, shape: list[int]):
     return infer
 
 
-def session(runtime: str, path: str, threads: int):
+def session(runtime: str, path: str, threads: int, job: int):
     from edgekd.runtime import open_session
 
     opened = open_session(runtime, path, threads, **({"spinning": False} if runtime == "onnxruntime" else {}))
+    pool = opened.pool_threads()
+    if pool is not None:
+        print(f"pool {job} {pool}", flush=True)
     image = np.random.default_rng(0).standard_normal(opened.input_shape()).astype(np.float32)
     return lambda: opened.run(image)
 
 
 def main() -> None:
     for k, job in enumerate(json.loads(open(sys.argv[1]).read())):
+        mark(2 * k + 1, stop=False)
         try:
-            mark(2 * k + 1, stop=False)
             if job["runtime"] == "benchncnn":
                 infer = benchncnn(job["path"], job["threads"], job["shape"])
             else:
-                infer = session(job["runtime"], job["path"], job["threads"])
-            mark(2 * k + 1, stop=True)
-            infer()  # warm-up: first-run allocations and weight packing
-        except Exception as e:  # a runtime that cannot run this model on this core: said per job
-            mark(2 * k + 1, stop=True)
-            print(f"failed {k} {' '.join(str(e).split())[-300:]}", flush=True)
+                infer = session(job["runtime"], job["path"], job["threads"], k)
+        except Exception as e:  # a runtime that cannot load this model on this core: said per job
+            infer, why = None, e
+        mark(2 * k + 1, stop=True)
+        try:
+            if infer is not None:
+                infer()  # warm-up: first-run allocations and weight packing
+        except Exception as e:
+            infer, why = None, e
+        if infer is None:
+            print(f"failed {k} {' '.join(str(why).split())[-300:] or type(why).__name__}", flush=True)
             continue
         mark(2 * k, stop=False)
         for _ in range(job.get("repeats", 1)):

@@ -126,7 +126,9 @@ def check_arm_profiles(cfg: BenchConfig, target: Target) -> None:
         raise EdgekdError(f'[bench] arm_profiles = true but {reason}; or set arm_profiles = "auto"')
 
 
-def arm_profiles(artifacts: list[Artifact], boards: list[Target], mode: bool | str) -> tuple[Profiles, str | None]:
+def arm_profiles(
+    artifacts: list[Artifact], boards: list[Target], mode: bool | str, timeout_s: float = 600
+) -> tuple[Profiles, str | None]:
     """Each artifact's instruction profile on each core the boards are modelled on, or why there are none."""
     models = [b.instruction_model for b in boards if b.instruction_model]
     if mode is False or not models:
@@ -137,18 +139,20 @@ def arm_profiles(artifacts: list[Artifact], boards: list[Target], mode: bool | s
     runnable = [a for a in artifacts if a.runtime in emulation.releases()]
     cpus = sorted({m.cpu for m in models})
     try:
+        profile.prepare(cpus)
         site = str(emulation.executorch_site()) if any(a.runtime == "executorch" for a in runnable) else None
+        threads = {cpu: max(m.threads for m in models if m.cpu == cpu) for cpu in cpus}
 
-        def on(cpu: str) -> list:
-            threads = max(m.threads for m in models if m.cpu == cpu)
-            jobs = [{"runtime": a.runtime, "path": str(Path(a.path).resolve()), "threads": threads} for a in runnable]
-            return profile.run_profiles(jobs, cpu, site=site)
+        def on(cpu: str, bar) -> list:
+            jobs = [{"runtime": a.runtime, "path": str(Path(a.path).resolve()), "threads": threads[cpu]}
+                    for a in runnable]  # fmt: skip
+            return profile.run_profiles(jobs, cpu, site=site, bar=bar, timeout_s=timeout_s)
 
-        with ThreadPoolExecutor(len(cpus)) as pool:  # one qemu per core model, side by side
-            found = dict(zip(cpus, pool.map(on, cpus)))
-    except EdgekdError as e:
+        with progress() as bar, ThreadPoolExecutor(len(cpus)) as pool:  # one qemu per core model, side by side
+            found = dict(zip(cpus, pool.map(lambda cpu: on(cpu, bar), cpus)))
+    except (EdgekdError, OSError) as e:
         if mode is True:
-            raise
+            raise EdgekdError(f"ARM instruction profiles: {e}") from None
         return {}, str(e)
     return {(a.name, cpu): found[cpu][i] for cpu in cpus for i, a in enumerate(runnable)}, None
 
@@ -183,22 +187,29 @@ def _instruction_estimate(artifact: Artifact, artifacts: list[Artifact], found: 
     p50 = armtiming.latency_ms(found, model)
     spread = armtiming.band(model, artifact.precision, artifact.runtime)
     path = _graph_of(artifact, artifacts)
-    carried = (
-        None
-        if artifact.runtime == "ncnn"
-        else f"the core's timing, fitted on ncnn, carried over to {artifact.runtime}: mean |error| "
-        f"{model.transfer_error:.0%} on XNNPACK's own Raspberry Pi 4 figures (docs/cost-model.md)"
-    )
+    facts = []
+    if artifact.runtime != "ncnn":
+        error = model.transfer_error_int8 if artifact.precision == "int8" else model.transfer_error_fp32
+        facts.append(
+            f"the core's timing, fitted on ncnn, carried over to {artifact.runtime}: mean |error| {error:.0%} on "
+            f"XNNPACK's own {artifact.precision} Raspberry Pi 4 figures (docs/cost-model.md)"
+        )
+    if armtiming.host_capped(found, model.threads):
+        facts.append(
+            f"{artifact.runtime} ran {found.pool} threads under emulation (at most this host's CPUs): its busiest "
+            f"thread's work is spread over the board's {model.threads}"
+        )
     return (
         {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
         | {"p50_ms": round(p50, 3), "fps": round(1000 / p50, 1), "band": round(spread, 3), "board": model.board}
         | {"estimate": f"{p50:.1f} ms ±{spread:.0%} (estimated from ARM instructions, {model.board})"}
         | {"threads": model.threads, "batch": 1, "instructions_m": found.millions()}
+        | {"load_instructions_m": round(found.load / 1e6, 1), "profiled_on": model.cpu}
         | {
             "estimated_by": f"ARM instructions: each artifact's A64 instructions per inference, profiled by its "
             f"runtime's aarch64 build under qemu -cpu {model.cpu} at {model.threads} threads, times {model.board}'s "
             f"ns per instruction class ({model.aggregate} thread), fitted to {model.source}: {model.calibration}",
-            "scaled_by": carried,
+            "scaled_by": "; ".join(facts) or None,
             "extrapolated": outside_calibration(path) if path else None,
         }
     )
@@ -237,7 +248,7 @@ def board_estimates(artifacts: list[Artifact], target: Target, cfg: BenchConfig)
     """For a target without a model of its own (`arm`): every board of its architecture, each
     with its estimated rows."""
     boards = [] if (target.cost_model or target.instruction_model) else boards_of(target)
-    profiles, why_not = arm_profiles(artifacts, boards, cfg.arm_profiles)
+    profiles, why_not = arm_profiles(artifacts, boards, cfg.arm_profiles, cfg.timeout_s)
     return [
         {"target": b.name, "board": (b.instruction_model or b.cost_model).board,
          "rows": estimate_on(artifacts, b, profiles, why_not)}
@@ -251,7 +262,7 @@ def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: S
     if device is not None:
         return _bench_on_device(cfg, artifacts, target, device)
     if (target.cost_model or target.instruction_model) and not target.runs_on_host():
-        profiles, why_not = arm_profiles(artifacts, [target], cfg.arm_profiles)
+        profiles, why_not = arm_profiles(artifacts, [target], cfg.arm_profiles, cfg.timeout_s)
         return estimate_on(artifacts, target, profiles, why_not)
     threads = cfg.threads or target.threads
     if target.arch == "cuda":

@@ -73,7 +73,16 @@ def quantize(
     # the student is distilled already: no warm-up; fake quantization in fp32, as bf16 cannot
     # hold the 8-bit grid exactly
     val_accuracy = train_with_teacher(
-        model, loss, teacher, data, cfg.train, label, checkpoint, logits_cache, schedules=False, mixed_precision=False,
+        model,
+        loss,
+        teacher,
+        data,
+        cfg.train,
+        label,
+        checkpoint,
+        logits_cache,
+        schedules=False,
+        mixed_precision=False,
         section="quantize.train",
     )
     out = out_dir / "student_int8_qat.pt"
