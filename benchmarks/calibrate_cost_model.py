@@ -28,7 +28,6 @@ STORE = ROOT / "benchmarks" / "calibration" / "ncnn_boards.json"
 XNNPACK = ROOT / "benchmarks" / "calibration" / "xnnpack_rpi4.json"
 DOC = ROOT / "docs" / "cost-model.md"
 BEGIN, END = "<!-- calibration:begin -->", "<!-- calibration:end -->"
-BOARD_NAMES = {"rpi4": "Raspberry Pi 4", "rpi5": "Raspberry Pi 5", "jetson-orin-cpu": "Jetson AGX Orin CPU"}
 # the FLOP model's seven torchvision architectures, by ncnn's names for them
 FLOP_MODELS = {"squeezenet": "squeezenet1_1", "mobilenet_v2": "mobilenet_v2", "shufflenet_v2": "shufflenet_v2_x1_0",
                "efficientnet_b0": "efficientnet_b0", "googlenet": "googlenet", "resnet18": "resnet18",
@@ -76,15 +75,16 @@ def main() -> None:
     args = parser.parse_args()
     store, xnnpack = json.loads(STORE.read_text()), json.loads(XNNPACK.read_text())
     old = {} if args.no_flops else flop_model_loo()
-    bound, scores = choose_bound(store, xnnpack, "rpi4", BOARD_NAMES["rpi4"])
-    unbounded, unbounded_fit, _ = calibrate(store, "rpi4", BOARD_NAMES["rpi4"], 1e9)
+    bound, scores = choose_bound(store, xnnpack, "rpi4")
+    unbounded, unbounded_fit, _ = calibrate(store, "rpi4", 1e9)
     scores["none"] = (unbounded_fit.mean_abs(), mean_abs(transfer_errors(xnnpack, unbounded)))
     choice = ["| bound | ncnn leave-one-out (all) | XNNPACK error | mean of both |", "| --- | --- | --- | --- |"]
     choice += [f"| {b if b == 'none' else f'{b:g}x'}{' (chosen)' if b == bound else ''} | {loo:.1%} | {tr:.1%} | "
                f"{(loo + tr) / 2:.1%} |" for b, (loo, tr) in scores.items()]  # fmt: skip
     models, summary, details = {}, [], []
-    for board, name in BOARD_NAMES.items():
-        model, fit, noisy = calibrate(store, board, name, bound)
+    for board in store["boards"]:
+        model, fit, noisy = calibrate(store, board, bound)
+        name = model.board
         models[board] = model
         int8 = {n for n in fit.names if n.endswith("_int8")}
         fp32, seven = set(fit.names) - int8, {n for n in fit.names if n in FLOP_MODELS}

@@ -20,12 +20,13 @@ from edgekd.emulation.profile import WORK, run_profiles
 
 STORE = Path(__file__).parent / "calibration" / "ncnn_boards.json"
 THREADS = 4
-# board -> (the emulated core that profiles it, its clock in GHz, the heading of its section in ncnn's README)
+# board -> (its name in reports, the emulated core that profiles it, its clock in GHz, the heading of its
+# section in ncnn's README)
 BOARDS = {
-    "rpi4": ("cortex-a72", 1.8, "### Raspberry Pi 4 Model B"),
-    "rpi5": ("cortex-a76", 2.4, "### Raspberry Pi 5 Broadcom BCM2712, Cortex-A76"),
+    "rpi4": ("Raspberry Pi 4", "cortex-a72", 1.8, "### Raspberry Pi 4 Model B"),
+    "rpi5": ("Raspberry Pi 5", "cortex-a76", 2.4, "### Raspberry Pi 5 Broadcom BCM2712, Cortex-A76"),
     # qemu 7.2 has no Cortex-A78; the A76 is its nearest model (same ARMv8.2 features: fp16, dot product)
-    "jetson-orin-cpu": ("cortex-a76", 2.2, "### NVIDIA Jetson AGX Orin"),
+    "jetson-orin-cpu": ("Jetson AGX Orin CPU", "cortex-a76", 2.2, "### NVIDIA Jetson AGX Orin"),
 }
 SOURCE = "ncnn benchmark/README.md at commit a4d2ea1d (July 2026), benchncnn avg ms, CPU (gpu_device = -1)"
 SKIPPED = {"vision_transformer": "one inference is 0.6 s on a Pi 5: hours under emulation"}
@@ -59,13 +60,13 @@ def main() -> None:
     store = json.loads(STORE.read_text()) if STORE.is_file() else {"profiles": {}}
     store["source"], store["threads"], store["skipped"] = SOURCE, THREADS, SKIPPED
     store["boards"] = {
-        board: {"cpu": cpu, "ghz": ghz, "section": heading.lstrip("# "),
+        board: {"name": name, "cpu": cpu, "ghz": ghz, "section": heading.lstrip("# "),
                 "ms": published(args.ncnn_benchmark / "README.md", heading, THREADS)}
-        for board, (cpu, ghz, heading) in BOARDS.items()
+        for board, (name, cpu, ghz, heading) in BOARDS.items()
     }  # fmt: skip
     params = args.ncnn_benchmark / "models"
     models = [m for m in (args.models or shapes) if m not in SKIPPED and (params / f"{m}.param").is_file()]
-    todo = [(cpu, m) for cpu in sorted({c for c, _, _ in BOARDS.values()}) for m in models
+    todo = [(cpu, m) for cpu in sorted({cpu for _, cpu, _, _ in BOARDS.values()}) for m in models
             if m not in store["profiles"].get(cpu, {})]  # fmt: skip
 
     def profile(job: tuple[str, str]):

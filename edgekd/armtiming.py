@@ -121,12 +121,13 @@ class Fit:
     held_out: np.ndarray  # each model estimated by the fit without it
     weights: np.ndarray
 
-    def errors(self, held_out: bool = True) -> np.ndarray:
-        return (self.held_out if held_out else self.fitted) / self.measured - 1
+    def errors(self) -> np.ndarray:
+        """Leave-one-out relative errors, in `names`' order."""
+        return self.held_out / self.measured - 1
 
-    def mean_abs(self, names: set[str] | None = None, held_out: bool = True) -> float:
+    def mean_abs(self, names: set[str] | None = None) -> float:
         keep = [i for i, n in enumerate(self.names) if names is None or n in names]
-        return float(np.mean(np.abs(self.errors(held_out)[keep]))) if keep else float("nan")
+        return float(np.mean(np.abs(self.errors()[keep]))) if keep else float("nan")
 
 
 def leave_one_out(profiles: dict[str, Profile], ms: dict[str, float], aggregate: Aggregate, threads: int,
@@ -145,7 +146,7 @@ FLOAT_AS = {"cortex-a72": "fp32 arithmetic", "cortex-a76": "fp16 arithmetic, as 
 NOISY = 1.5  # a published row whose max exceeds its min by this factor is left out: one slow run moved its avg
 
 
-def calibrate(store: dict, board: str, name: str, bound: float) -> tuple[InstructionModel, Fit, list[str]]:
+def calibrate(store: dict, board: str, bound: float) -> tuple[InstructionModel, Fit, list[str]]:
     """The board's model fitted to `store` (benchmarks/calibration/ncnn_boards.json) within
     `bound`: the thread combination with the lower leave-one-out error; and the fit, and the
     rows left out as noisy."""
@@ -160,7 +161,8 @@ def calibrate(store: dict, board: str, name: str, bound: float) -> tuple[Instruc
     int8 = {n for n in fit.names if n.endswith("_int8")}
     fp32, int8_error = fit.mean_abs(set(fit.names) - int8), fit.mean_abs(int8)
     model = InstructionModel(
-        board=name, cpu=spec["cpu"], threads=store["threads"], aggregate=aggregate, ghz=spec["ghz"], bound=bound,
+        board=spec["name"], cpu=spec["cpu"], threads=store["threads"], aggregate=aggregate, ghz=spec["ghz"],
+        bound=bound,
         ns_per_instruction={g: round(float(w), 5) for g, w in zip(GROUPS, fit.weights)},
         loo_error_fp32=round(fp32, 3), loo_error_int8=round(int8_error, 3),
         transfer_error_fp32=0.0, transfer_error_int8=0.0,
@@ -172,12 +174,12 @@ def calibrate(store: dict, board: str, name: str, bound: float) -> tuple[Instruc
     return model, fit, noisy
 
 
-def choose_bound(store: dict, transfer: dict, board: str, name: str) -> tuple[float, dict[float, tuple[float, float]]]:
+def choose_bound(store: dict, transfer: dict, board: str) -> tuple[float, dict[float, tuple[float, float]]]:
     """The bound whose fit on `board` has the lowest mean of its leave-one-out error on ncnn and
     its error on another runtime's figures (`transfer`), and both errors for every candidate."""
     scores = {}
     for bound in BOUNDS:
-        model, fit, _ = calibrate(store, board, name, bound)
+        model, fit, _ = calibrate(store, board, bound)
         scores[bound] = (fit.mean_abs(), mean_abs(transfer_errors(transfer, model)))
     return min(scores, key=lambda b: sum(scores[b])), scores
 

@@ -45,6 +45,10 @@ class Target(BaseModel):
     def runs_on_host(self) -> bool:
         return self.arch == platform.machine()
 
+    def latency_model(self) -> InstructionModel | CostModel | None:
+        """What a board without hardware here is estimated by: its instruction model, else its FLOP model."""
+        return self.instruction_model or self.cost_model
+
 
 def target_names() -> list[str]:
     return sorted(p.stem for p in TARGETS_DIR.glob("*.toml"))

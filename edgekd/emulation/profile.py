@@ -8,7 +8,7 @@ archive into edgekd's cache once (about 35 MB of downloads) and run with their o
 x86-64 Linux host; the plugin is compiled on first use with the host's C compiler.
 
 The counts are the runtime's true work on the board's instruction set, per precision and per
-thread; `edgekd.costmodel` turns them into a board's latency. qemu's own speed is never used.
+thread; `edgekd.armtiming` turns them into a board's latency. qemu's own speed is never used.
 """
 
 from __future__ import annotations
@@ -52,15 +52,10 @@ class Profile:
     def total(self, name: str) -> float:
         return sum(t.get(name, 0.0) for t in self.threads)
 
-    def totals(self) -> dict[str, float]:
-        return {name: self.total(name) for name in CLASSES}
-
     def millions(self) -> dict[str, float]:
         """Instructions per class, all threads, millions per inference (what the report shows;
         system calls are a count, not instructions, and stay out)."""
         return {name: round(self.total(name) / 1e6, 2) for name in CLASSES if name != "syscall"}
-
-
 
     def to_json(self) -> dict:
         threads = [{k: round(v) for k, v in t.items()} for t in self.threads]

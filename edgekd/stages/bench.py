@@ -237,23 +237,20 @@ def boards_of(target: Target) -> list[Target]:
     without hardware or a model of its own (`arm`) every board of its architecture."""
     if target.runs_on_host():
         return []
-    if target.cost_model or target.instruction_model:
+    if target.latency_model():
         return [target]
-    return [
-        t for t in map(load_target, target_names()) if t.arch == target.arch and (t.cost_model or t.instruction_model)
-    ]
+    return [t for t in map(load_target, target_names()) if t.arch == target.arch and t.latency_model()]
 
 
 def board_estimates(artifacts: list[Artifact], target: Target, cfg: BenchConfig) -> list[dict]:
     """For a target without a model of its own (`arm`): every board of its architecture, each
     with its estimated rows."""
-    boards = [] if (target.cost_model or target.instruction_model) else boards_of(target)
+    boards = [] if target.latency_model() else boards_of(target)
     profiles, why_not = arm_profiles(artifacts, boards, cfg.arm_profiles, cfg.timeout_s)
     return [
-        {"target": b.name, "board": (b.instruction_model or b.cost_model).board,
-         "rows": estimate_on(artifacts, b, profiles, why_not)}
+        {"target": b.name, "board": b.latency_model().board, "rows": estimate_on(artifacts, b, profiles, why_not)}
         for b in boards
-    ]  # fmt: skip
+    ]
 
 
 def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice | None = None) -> list[dict]:
@@ -261,7 +258,7 @@ def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: S
     board with a cost model and no device gets estimated rows, marked `measured: false`."""
     if device is not None:
         return _bench_on_device(cfg, artifacts, target, device)
-    if (target.cost_model or target.instruction_model) and not target.runs_on_host():
+    if target.latency_model() and not target.runs_on_host():
         profiles, why_not = arm_profiles(artifacts, [target], cfg.arm_profiles, cfg.timeout_s)
         return estimate_on(artifacts, target, profiles, why_not)
     threads = cfg.threads or target.threads
