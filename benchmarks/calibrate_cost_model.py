@@ -1,6 +1,6 @@
-"""Fits each board's timing model from ARM instruction profiles (edgekd.armtiming) to the board's
+"""Fits each board's timing model from ARM instruction profiles (edgekd.targets.armtiming) to the board's
 published ncnn latencies, measures its error leave-one-out, fp32 and int8 separately, beside
-the FLOP model it replaces (edgekd.costmodel, still the fallback without a C compiler), and
+the FLOP model it replaces (edgekd.targets.costmodel, still the fallback without a C compiler), and
 writes the tables into docs/cost-model.md and the `[instruction_model]` blocks into targets/.
 
 python benchmarks/calibrate_cost_model.py [--write]
@@ -21,7 +21,16 @@ import re
 import tempfile
 from pathlib import Path
 
-from edgekd.armtiming import GROUPS, NOISY, Fit, InstructionModel, calibrate, choose_bound, mean_abs, transfer_errors
+from edgekd.targets.armtiming import (
+    GROUPS,
+    NOISY,
+    Fit,
+    InstructionModel,
+    calibrate,
+    choose_bound,
+    mean_abs,
+    transfer_errors,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 STORE = ROOT / "benchmarks" / "calibration" / "ncnn_boards.json"

@@ -10,7 +10,7 @@ commit a4d2ea1d, July 2026), `benchncnn` at 4 threads, CPU only, avg ms, 224x224
 -1`) and "NVIDIA Jetson AGX Orin" (`benchncnn 64 4 0 -1 0`). Only the models that are
 torchvision's architectures (not ncnn's mobilenet v1, shufflenet v1, or mobilenet_v3, whose
 variant it does not name). The runtime ratios that turn ncnn's latency into onnxruntime's and
-OpenVINO's are in edgekd/costmodel.py (RUNTIME_RATIOS), with their sources.
+OpenVINO's are in edgekd/targets/costmodel.py (RUNTIME_RATIOS), with their sources.
 Graphs: torchvision's architectures exported to ONNX with random weights (cost does not depend
 on the weights).
 """
@@ -25,7 +25,7 @@ import torch
 import torchvision
 from scipy.optimize import nnls
 
-from edgekd.costmodel import RUNTIME_RATIOS, CostModel, Layer, band, layers, ncnn_ms
+from edgekd.targets.costmodel import RUNTIME_RATIOS, CostModel, Layer, band, layers, ncnn_ms
 
 MODELS = ["squeezenet1_1", "mobilenet_v2", "shufflenet_v2_x1_0", "efficientnet_b0", "googlenet", "resnet18", "resnet50"]
 # ncnn's names for them, in MODELS' order

@@ -34,8 +34,8 @@ from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.stages.quantize import QuantizeConfig, calibration_images, load_quantized, quantize
 from edgekd.stages.verify import validation_arrays
 from edgekd.targets import load_target
-from edgekd.teachers import TeacherConfig, load_teacher
-from edgekd.train import TrainConfig, accuracy, predict
+from edgekd.training.loop import TrainConfig, accuracy, predict
+from edgekd.training.teachers import TeacherConfig, load_teacher
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 CIFAR = {"input_size": 32, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}
@@ -168,7 +168,7 @@ def ort_ptq_accuracy(fp32, data, calibration, out: Path, labels) -> float:
     """The best accuracy of onnxruntime's quantize_static over its type options."""
     import onnx
 
-    from edgekd.qdq import onnxruntime_ptq
+    from edgekd.formats.qdq import onnxruntime_ptq
 
     (artifact,) = export(ExportConfig(formats=["onnx"]), {"fp32": fp32}, {"input_size": [32, 32]}, out / "ptq")
     batches = [c[i : i + 1].numpy() for c in calibration for i in range(len(c))]

@@ -47,8 +47,8 @@ import numpy as np
 import torch
 
 from edgekd.formats import Artifact
+from edgekd.formats.qdq import onnxruntime_ptq
 from edgekd.models import create_model
-from edgekd.qdq import onnxruntime_ptq
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import runtime_version
 from edgekd.runtime.base import native_output_silenced
@@ -247,7 +247,7 @@ def arm_agreement(args, folder: Path) -> dict:
     from edgekd.data import DataConfig, load_data
     from edgekd.runtime import open_session
     from edgekd.stages.verify import validation_arrays
-    from edgekd.teachers import TeacherConfig, load_teacher
+    from edgekd.training.teachers import TeacherConfig, load_teacher
 
     cifar = {"input_size": 32, "mean": (0.4914, 0.4822, 0.4465), "std": (0.2470, 0.2435, 0.2616)}
     data = load_data(DataConfig(path=args.cifar, max_val_samples=args.images, batch_size=args.calibration, **cifar))

@@ -32,11 +32,11 @@ import torch
 
 from edgekd.losses import create_loss
 from edgekd.models import create_model
+from edgekd.models.timm_models import SUPPORT_TABLE, support_markdown
 from edgekd.quantizers.nncf import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.targets import load_target
-from edgekd.timm_models import SUPPORT_TABLE, support_markdown
 
 # the mobile leaders timm has, and the small models users start from
 MODELS = [

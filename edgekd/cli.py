@@ -122,9 +122,9 @@ def build(
     """Distill, quantize, export, verify and benchmark; write OUT/report.md and report.json."""
     from edgekd.pipeline import build as run_build
     from edgekd.progress import set_quiet
-    from edgekd.remote import parse_device
     from edgekd.reporting.text import print_tables
     from edgekd.targets import load_target
+    from edgekd.targets.remote import parse_device
 
     set_quiet(quiet)
     load_target(target)
@@ -263,8 +263,8 @@ def bench(
     when any of them fails to run."""
     from edgekd.config import load_config
     from edgekd.formats import artifact_of
-    from edgekd.remote import parse_device
     from edgekd.stages.bench import bench as run_bench
+    from edgekd.targets.remote import parse_device
 
     items = [artifact_of(path) for path in artifacts]
     ssh_device = parse_device(device) if device else None
@@ -357,7 +357,7 @@ def _target(name: str):
 
 def _say(line: str) -> None:
     """A result line on stdout; under torchrun, from rank 0 only."""
-    from edgekd.distributed import is_main
+    from edgekd.training.distributed import is_main
 
     if is_main():
         typer.echo(line)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from edgekd.compute import ComputeConfig
 from edgekd.data import DataConfig
 from edgekd.errors import EdgekdError
 from edgekd.quantizers import QUANTIZERS
@@ -17,7 +16,8 @@ from edgekd.stages.distill import DistillConfig, StudentConfig
 from edgekd.stages.export import ExportConfig
 from edgekd.stages.quantize import QuantizeConfig
 from edgekd.stages.verify import VerifyConfig
-from edgekd.teachers import OPAQUE_TEACHERS, TeacherConfig
+from edgekd.training.compute import ComputeConfig
+from edgekd.training.teachers import OPAQUE_TEACHERS, TeacherConfig
 from edgekd.validation import explain
 
 PIPELINES_DIR = Path(os.environ.get("EDGEKD_PIPELINES", Path(__file__).resolve().parents[1] / "pipelines"))
@@ -94,7 +94,7 @@ def resolve_preprocessing(cfg: PipelineConfig) -> None:
     """Pretrained student weights bring the input size, mean and std they were trained with:
     each becomes the data's unless the config set it."""
     from edgekd.models import model_card
-    from edgekd.weights import weights_preprocessing
+    from edgekd.models.weights import weights_preprocessing
 
     given = weights_preprocessing(model_card(cfg.student.name), cfg.student.weights)
     if given is None:

@@ -12,16 +12,14 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from edgekd import compute, distributed
 from edgekd.config import PipelineConfig, check_teachers, check_training, resolve_preprocessing
 from edgekd.data import Data, load_data
-from edgekd.environment import environment
 from edgekd.errors import VerificationFailed
 from edgekd.formats import int8_key
 from edgekd.io import check_writable, exclusive
 from edgekd.progress import log
 from edgekd.quantizers import QUANTIZERS
-from edgekd.remote import SshDevice, parse_device
+from edgekd.reporting.environment import environment
 from edgekd.reporting.tables import table_rows
 from edgekd.stages.bench import bench, board_estimates, check_arm_profiles
 from edgekd.stages.distill import distill, load_student
@@ -30,9 +28,11 @@ from edgekd.stages.quantize import load_quantized, quantize
 from edgekd.stages.report import write_report
 from edgekd.stages.verify import check_emulation, verify
 from edgekd.targets import Target, host_target, load_target
-from edgekd.teacher_checks import checked_teachers
-from edgekd.teachers import given_teachers, load_teacher, load_teachers, train_teacher
-from edgekd.train import accuracy, predict
+from edgekd.targets.remote import SshDevice, parse_device
+from edgekd.training import compute, distributed
+from edgekd.training.loop import accuracy, predict
+from edgekd.training.teacher_checks import checked_teachers
+from edgekd.training.teachers import given_teachers, load_teacher, load_teachers, train_teacher
 from edgekd.workdir import Plan, plan, teacher_plan
 
 
@@ -85,7 +85,7 @@ def session(cfg: PipelineConfig) -> Iterator[None]:
 
 def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False, device: str | None = None) -> dict:
     """Runs every stage; returns the report (also written to OUT/report.json and report.md).
-    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.remote`).
+    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.targets.remote`).
     Under torchrun every process trains; rank 0 alone goes on to export, verify, bench and
     report, and the others return an empty dict."""
     with session(cfg), exclusive(Path(out)) if distributed.is_main() else nullcontext():

@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edgekd.data.rgb import to_rgb
 from edgekd.errors import EdgekdError
 from edgekd.formats import format_of
-from edgekd.rgb import to_rgb
 
 KEYS = ("classes", "input_size", "layout", "channel_order", "resize", "scale", "mean", "std", "image_rules")
 RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
@@ -36,7 +36,7 @@ class Preprocessing(BaseModel):
     scale: float = 1 / 255
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    image_rules: list[str] = []  # how training turned files into 8-bit RGB: `edgekd.rgb.to_rgb`
+    image_rules: list[str] = []  # how training turned files into 8-bit RGB: `edgekd.data.rgb.to_rgb`
 
 
 class PredictConfig(BaseModel):

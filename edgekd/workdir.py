@@ -19,7 +19,7 @@ from edgekd.data import Data
 from edgekd.formats import FORMATS
 from edgekd.io import sha256
 from edgekd.targets import Target
-from edgekd.teachers import teacher_files
+from edgekd.training.teachers import teacher_files
 
 
 def stage_key(*parts: object) -> str:

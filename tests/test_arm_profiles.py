@@ -12,12 +12,11 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd import armtiming
 from edgekd.emulation import profile
 from edgekd.emulation.profile import Profile
 from edgekd.formats import artifact_of
 from edgekd.stages.bench import BenchConfig, board_estimates
-from edgekd.targets import load_target
+from edgekd.targets import armtiming, load_target
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration"
 CHANNELS, SIZE = 32, 32

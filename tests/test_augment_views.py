@@ -10,7 +10,7 @@ import torch
 from edgekd.data import Data, DataConfig, load_data
 from edgekd.errors import EdgekdError
 from edgekd.stages.distill import DistillConfig, distill, teacher_logits_cache
-from edgekd.train import TrainConfig, predict
+from edgekd.training.loop import TrainConfig, predict
 from tests.conftest import write_image_folder
 from tests.test_distill_methods import STUDENT, CountingTeacher
 

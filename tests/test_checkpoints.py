@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.errors import EdgekdError
-from edgekd.train import TrainConfig, cpu_state, cross_entropy, fit
+from edgekd.training.loop import TrainConfig, cpu_state, cross_entropy, fit
 from tests.bad_inputs import bad_input
 
 

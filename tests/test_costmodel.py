@@ -13,11 +13,11 @@ import pytest
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.costmodel import RUNTIME_RATIOS, CostModel, estimate, layers, ncnn_ms, why_not_estimated
 from edgekd.reporting.text import cell
 from edgekd.stages.bench import BenchConfig, bench, board_estimates
 from edgekd.stages.export import ExportConfig, export
 from edgekd.targets import load_target
+from edgekd.targets.costmodel import RUNTIME_RATIOS, CostModel, estimate, layers, ncnn_ms, why_not_estimated
 from tests.test_export import PREPROCESSING, trained_like
 
 

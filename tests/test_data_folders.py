@@ -1,6 +1,6 @@
 """Data folders as users' disks have them: links, loops, names in any encoding, permissions,
 special files, long paths, hidden folders, split layouts. Each case follows the rule in
-`edgekd.datafiles` (README, "Data folders"): followed, skipped with a count, or refused with
+`edgekd.data.files` (README, "Data folders"): followed, skipped with a count, or refused with
 one line; none gives a traceback."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from edgekd.data import DataConfig, load_data
-from edgekd.datafiles import split_mismatch
-from edgekd.images import usable_images
+from edgekd.data.files import split_mismatch
+from edgekd.data.images import usable_images
 from tests.bad_inputs import bad_input
 from tests.conftest import TINY_CONFIG, write_image_folder
 from tests.inprocess import cli

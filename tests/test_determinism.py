@@ -7,8 +7,8 @@ import torch
 
 from edgekd.data import DataConfig, load_data
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student
-from edgekd.teachers import TeacherConfig, train_teacher
-from edgekd.train import TrainConfig
+from edgekd.training.loop import TrainConfig
+from edgekd.training.teachers import TeacherConfig, train_teacher
 
 ONE_EPOCH = TrainConfig(epochs=1, lr=0.003, optimizer="adamw")
 

@@ -13,7 +13,7 @@ from edgekd.io import sha256
 from edgekd.losses import StudentSpec, create_loss
 from edgekd.models import create_model
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student
-from edgekd.train import TrainConfig, load_checkpoint, predict
+from edgekd.training.loop import TrainConfig, load_checkpoint, predict
 from tests.conftest import write_image_folder
 
 STUDENT = StudentConfig(name="mobilenet_v3_small", small_input=True)

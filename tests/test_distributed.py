@@ -19,7 +19,7 @@ import psutil
 import pytest
 import torch
 
-from edgekd.distributed import state_digest
+from edgekd.training.distributed import state_digest
 from tests.conftest import write_image_folder
 
 pytestmark = pytest.mark.slow

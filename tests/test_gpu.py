@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.gpu_bench import cuda_device
 from edgekd.runtime import open_session
 from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
 from edgekd.targets import load_target
+from edgekd.targets.gpu_bench import cuda_device
 from tests.test_export import PREPROCESSING, SIZE, trained_like
 
 

@@ -1,6 +1,6 @@
 """Apps see what training saw: a phone photo with an EXIF rotation, a transparent PNG and a
 16-bit PNG become the same input tensor through training's loader, `edgekd predict` and the
-report's app snippet (which carries `edgekd.rgb.to_rgb`), and the artifact says which rules."""
+report's app snippet (which carries `edgekd.data.rgb.to_rgb`), and the artifact says which rules."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import torch
 from PIL import Image
 
 from edgekd.data import DataConfig, eval_transform
-from edgekd.images import load_rgb
+from edgekd.data.images import load_rgb
+from edgekd.data.rgb import IMAGE_RULES
 from edgekd.predict import preprocess, read_preprocessing
 from edgekd.reporting.snippet import _code
-from edgekd.rgb import IMAGE_RULES
 from edgekd.stages.export import ExportConfig, export
 from tests.bad_inputs import bad_input
 from tests.test_export import PREPROCESSING, SIZE

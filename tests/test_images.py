@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from edgekd.data import DataConfig, load_data
+from edgekd.data.images import load_rgb
 from edgekd.errors import EdgekdError
-from edgekd.images import load_rgb
 from tests.bad_inputs import bad_input
 from tests.conftest import write_image_folder
 from tests.inprocess import cli

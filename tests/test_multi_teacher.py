@@ -14,8 +14,8 @@ from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.pipeline import prepare_teacher
 from edgekd.stages.distill import distill
-from edgekd.teachers import TeacherConfig, TeacherEnsemble, load_teachers
-from edgekd.train import predict
+from edgekd.training.loop import predict
+from edgekd.training.teachers import TeacherConfig, TeacherEnsemble, load_teachers
 from tests.conftest import TINY_CONFIG
 from tests.inprocess import cli
 from tests.test_cli_errors import assert_one_line_error

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.errors import EdgekdError
-from edgekd.train import TrainConfig, fit, load_checkpoint
+from edgekd.training.loop import TrainConfig, fit, load_checkpoint
 from tests.bad_inputs import bad_input
 from tests.test_cli_errors import assert_one_line_error
 from tests.test_teacher_checks import MeanColourTeacher, config, export, said

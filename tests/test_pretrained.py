@@ -136,7 +136,7 @@ def test_a_student_pretrained_on_the_data_beats_a_random_start(tmp_path):
     from edgekd.config import load_config
     from edgekd.data import load_data
     from edgekd.stages.distill import StudentConfig, distill
-    from edgekd.train import TrainConfig, cross_entropy, fit
+    from edgekd.training.loop import TrainConfig, cross_entropy, fit
 
     cfg = load_config()
     data = load_data(cfg.data)
@@ -161,7 +161,7 @@ def test_a_student_pretrained_on_the_data_beats_a_random_start(tmp_path):
 def test_the_readme_timm_table_is_the_benchmarks_and_a_failing_model_stops_at_config():
     import json
 
-    from edgekd.timm_models import SUPPORT_TABLE, support_markdown
+    from edgekd.models.timm_models import SUPPORT_TABLE, support_markdown
     from tests.conftest import ROOT
 
     facts = json.loads(SUPPORT_TABLE.read_text())

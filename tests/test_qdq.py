@@ -10,7 +10,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekd.qdq import (
+from edgekd.formats.qdq import (
     _constants,
     float_outputs,
     fold_weight_quantizers,

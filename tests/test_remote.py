@@ -14,7 +14,7 @@ import time
 import pytest
 
 from edgekd.errors import EdgekdError
-from edgekd.remote import SshDevice, parse_device
+from edgekd.targets.remote import SshDevice, parse_device
 from tests.test_cli_errors import assert_one_line_error, edgekd
 
 SSHD = "/usr/sbin/sshd"
@@ -97,8 +97,8 @@ def test_bench_on_an_ssh_device_brings_back_the_local_json(sshd, exported):
 
 def test_device_runs_only_the_runtime_without_torch(sshd, exported):
     """What is shipped is edgekd/runtime alone: it must measure with torch absent."""
-    from edgekd import remote
     from edgekd.runtime.measure import measure
+    from edgekd.targets import remote
 
     url, _ = sshd
     device = parse_device(url)

@@ -17,14 +17,14 @@ import pytest
 from PIL import Image
 
 from edgekd.data import DataConfig, load_data
-from edgekd.environment import environment
+from edgekd.reporting.environment import environment
 from edgekd.reporting.tables import pareto, recommend, table_rows
 from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
 from edgekd.stages.report import write_report
 from edgekd.stages.verify import VerifyConfig, verify
 from edgekd.targets import host_target
-from edgekd.train import predict
+from edgekd.training.loop import predict
 from tests.conftest import write_image_folder
 from tests.test_cli_errors import assert_one_line_error, edgekd
 from tests.test_export import PREPROCESSING, SIZE, trained_like

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.environment import environment
+from edgekd.reporting.environment import environment
 from edgekd.reporting.text import summary
 from tests.bad_inputs import bad_input
 from tests.inprocess import cli

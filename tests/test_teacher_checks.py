@@ -1,4 +1,4 @@
-"""Teachers that cannot teach, caught on the data before any training (edgekd.teacher_checks),
+"""Teachers that cannot teach, caught on the data before any training (edgekd.training.teacher_checks),
 and teachers exported with a fixed batch size, run in batches of that size."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from edgekd.reporting.text import summary
-from edgekd.teacher_checks import LogProbabilities
-from edgekd.teachers import TeacherConfig, load_teacher
+from edgekd.training.teacher_checks import LogProbabilities
+from edgekd.training.teachers import TeacherConfig, load_teacher
 from tests.bad_inputs import bad_input
 from tests.conftest import TINY_CONFIG
 from tests.test_cli_errors import assert_one_line_error

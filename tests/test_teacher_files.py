@@ -12,7 +12,7 @@ from torch import nn
 
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
-from edgekd.teachers import TeacherConfig, load_teacher
+from edgekd.training.teachers import TeacherConfig, load_teacher
 from tests.inprocess import cli
 from tests.test_cli_errors import assert_nothing_written, assert_one_line_error, edgekd
 
@@ -110,7 +110,7 @@ def test_feature_loss_with_a_teacher_without_layers_stops_before_any_work(tmp_pa
 
 def test_feature_loss_names_an_onnx_teacher_from_python(tmp_path):
     from edgekd.losses import create_loss
-    from edgekd.teachers import OnnxTeacher
+    from edgekd.training.teachers import OnnxTeacher
 
     loss = create_loss("fitnet", {"pairs": [["0", "0"]]})
     with pytest.raises(EdgekdError, match="teacher is an ONNX model run by onnxruntime, which has no layers to hook"):

@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.errors import EdgekdError
-from edgekd.train import TrainConfig, cross_entropy, fit, load_checkpoint
+from edgekd.training.loop import TrainConfig, cross_entropy, fit, load_checkpoint
 
 DATA = TensorDataset(torch.randn(24, 4, generator=torch.Generator().manual_seed(0)), torch.arange(24) % 2)
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from edgekd.train import TrainConfig, fit
+from edgekd.training.loop import TrainConfig, fit
 
 
 def one_step(clip: float | None) -> float:

@@ -195,7 +195,7 @@ def cpu_rootfs(root: Path, cpu: str) -> Path:
 def runtime_dir(folder: Path) -> Path:
     """edgekd/runtime (the package shipped to devices) unpacked into `folder`; returns the
     folder to put on the guest's PYTHONPATH."""
-    from edgekd.remote import runtime_bundle
+    from edgekd.targets.remote import runtime_bundle
 
     with tarfile.open(fileobj=io.BytesIO(runtime_bundle()), mode="r:gz") as tar:
         tar.extractall(folder / "runtime", filter="data")

@@ -8,7 +8,7 @@ archive into edgekd's cache once (about 35 MB of downloads) and run with their o
 x86-64 Linux host; the plugin is compiled on first use with the host's C compiler.
 
 The counts are the runtime's true work on the board's instruction set, per precision and per
-thread; `edgekd.armtiming` turns them into a board's latency. qemu's own speed is never used.
+thread; `edgekd.targets.armtiming` turns them into a board's latency. qemu's own speed is never used.
 """
 
 from __future__ import annotations

@@ -14,14 +14,14 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from edgekd.compute import model_device
 from edgekd.errors import EdgekdError
 from edgekd.losses.base import DistillLoss, LossConfig, soft_kl
 from edgekd.registry import did_you_mean
+from edgekd.training.compute import model_device
 
 
 def find_layer(model: nn.Module, name: str, role: str) -> nn.Module:
-    if getattr(model, "opaque", None):  # an ONNX or torch.export teacher (edgekd.teachers)
+    if getattr(model, "opaque", None):  # an ONNX or torch.export teacher (edgekd.training.teachers)
         raise EdgekdError(
             f"the {role} is {model.opaque}, which has no layers to hook for '{name}'; give a state_dict "
             "teacher (.pt) or choose a logit-based loss (kd, dkd, ...)"

@@ -10,10 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.checkpoints import QatCheckpoint
 from edgekd.errors import EdgekdError
 from edgekd.registry import Registry
 from edgekd.targets import Int8Flavour
+from edgekd.training.checkpoints import QatCheckpoint
 
 
 class QatBackend:

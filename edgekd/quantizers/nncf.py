@@ -20,12 +20,12 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from edgekd import compute
-from edgekd.checkpoints import QatCheckpoint
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.quantizers.base import QUANTIZERS, QatBackend
 from edgekd.targets import Int8Flavour
+from edgekd.training import compute
+from edgekd.training.checkpoints import QatCheckpoint
 
 
 class _BatchNormLeaves(torch.fx.Tracer):

@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.checkpoints import QatCheckpoint
 from edgekd.quantizers.base import QUANTIZERS, QatBackend
 from edgekd.targets import Int8Flavour
+from edgekd.training.checkpoints import QatCheckpoint
 
 MAX_BATCH = 4096
 

@@ -12,10 +12,10 @@ import inspect
 import os
 from pathlib import Path
 
+from edgekd.data.rgb import to_rgb
 from edgekd.predict import Preprocessing, read_preprocessing
 from edgekd.reporting.android import kotlin_litert
 from edgekd.reporting.tables import row_name
-from edgekd.rgb import to_rgb
 from edgekd.runtime.ncnn import FP16_OPTIONS
 
 META_KEYS = ("classes", "input_size", "scale", "mean", "std")
@@ -117,7 +117,7 @@ def _code(runtime: str, path: str, pre: Preprocessing, install: str) -> str:
             load.format(path=path, keys="(" + ", ".join(f'"{k}"' for k in META_KEYS) + ")"),
             "",
             "",
-            "# how training read every image file (edgekd.rgb): apply it to yours",
+            "# how training read every image file (edgekd.data.rgb): apply it to yours",
             inspect.getsource(to_rgb).rstrip(),
             "",
             "",

@@ -18,16 +18,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgekd import armtiming, emulation, remote
-from edgekd.costmodel import RUNTIME_RATIOS, estimate, layers, outside_calibration, why_not_estimated
+from edgekd import emulation
 from edgekd.emulation import profile
 from edgekd.errors import EdgekdError
 from edgekd.formats import FORMATS, Artifact
-from edgekd.gpu_bench import bench_gpu
 from edgekd.progress import log, progress
-from edgekd.remote import SshDevice
 from edgekd.runtime import runtime_version
-from edgekd.targets import Target, load_target, target_names
+from edgekd.targets import Target, armtiming, load_target, remote, target_names
+from edgekd.targets.costmodel import RUNTIME_RATIOS, estimate, layers, outside_calibration, why_not_estimated
+from edgekd.targets.gpu_bench import bench_gpu
+from edgekd.targets.remote import SshDevice
 
 
 class BenchConfig(BaseModel):

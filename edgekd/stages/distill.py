@@ -10,16 +10,16 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgekd import distributed
-from edgekd.checkpoints import StudentCheckpoint
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, sha256
 from edgekd.losses import DistillLoss, StudentSpec, create_loss
 from edgekd.models import create_model
 from edgekd.progress import log
-from edgekd.teacher_checks import check_finite
-from edgekd.train import TrainConfig, accuracy, fit, predict, seed_torch
+from edgekd.training import distributed
+from edgekd.training.checkpoints import StudentCheckpoint
+from edgekd.training.loop import TrainConfig, accuracy, fit, predict, seed_torch
+from edgekd.training.teacher_checks import check_finite
 
 
 class StudentConfig(BaseModel):

@@ -20,18 +20,18 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgekd.checkpoints import QatCheckpoint
 from edgekd.errors import EdgekdError
 from edgekd.formats import FORMATS, Artifact, artifact_of, int8_key, model_key
+from edgekd.formats.qdq import fold_weight_quantizers, for_onnxruntime
 from edgekd.io import atomic_path
-from edgekd.qdq import fold_weight_quantizers, for_onnxruntime
 from edgekd.quantizers import QUANTIZERS
 from edgekd.quantizers.xnnpack import with_int8_weights
 from edgekd.runtime.base import native_output_silenced
 from edgekd.runtime.litert import METADATA_NAME
 from edgekd.runtime.ncnn import METADATA_FILE as NCNN_METADATA
 from edgekd.targets import Int8Flavour
-from edgekd.train import load_checkpoint
+from edgekd.training.checkpoints import QatCheckpoint
+from edgekd.training.loop import load_checkpoint
 
 
 def metadata(preprocessing: dict, precision: str) -> dict[str, str]:
@@ -103,7 +103,7 @@ class Int8Inputs:
 
 def torch2onnx(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportConfig, int8: Int8Inputs | None = None):
     """ONNX for onnxruntime. An int8 model is laid out for onnxruntime's integer kernels, its
-    QAT-trained weights kept (`edgekd.qdq.for_onnxruntime`)."""
+    QAT-trained weights kept (`edgekd.formats.qdq.for_onnxruntime`)."""
     proto = _onnx(model, meta, cfg)
     if meta["precision"] == "int8":
         if int8 is None:
@@ -204,11 +204,11 @@ def torch2ncnn(model: nn.Module, dest: Path, meta: dict[str, str], cfg: ExportCo
     """ncnn's param and bin through pnnx (which traces with TorchScript), batch 1, weights in fp32
     (pnnx's default stores them in fp16). The int8 model (PT2E, XNNPACK's scheme) is converted
     without its quantize/dequantize pairs and its convolutions then take the QAT's int8 weights
-    and scales (`edgekd.ncnn_int8`). ncnn's files hold no key/values: the metadata is
+    and scales (`edgekd.formats.ncnn_int8`). ncnn's files hold no key/values: the metadata is
     `metadata.json` beside them."""
     import pnnx
 
-    from edgekd import ncnn_int8
+    from edgekd.formats import ncnn_int8
 
     scales = ncnn_int8.layer_scales(model) if meta["precision"] == "int8" else None
     traced = ncnn_int8.float_graph(model) if scales is not None else model.eval()

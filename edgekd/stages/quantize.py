@@ -14,13 +14,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgekd.checkpoints import QatCheckpoint
 from edgekd.data import Data
 from edgekd.losses import create_loss
 from edgekd.quantizers import QUANTIZERS
 from edgekd.stages.distill import load_student, train_with_teacher
 from edgekd.targets import Int8Flavour
-from edgekd.train import TrainConfig
+from edgekd.training.checkpoints import QatCheckpoint
+from edgekd.training.loop import TrainConfig
 
 EXPORT_CALIBRATION = 32  # images kept in the QAT checkpoint for the export
 

@@ -21,9 +21,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd import emulation
 from edgekd.data import Data
-from edgekd.environment import cpu_name
 from edgekd.errors import EdgekdError
 from edgekd.formats import Artifact
+from edgekd.reporting.environment import cpu_name
 from edgekd.reporting.schema import Verification
 from edgekd.runtime import open_session
 from edgekd.targets import Target

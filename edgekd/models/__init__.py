@@ -3,7 +3,7 @@
 Each model carries its metadata in a `ModelCard` (timm's way): the stem convolution, the
 classifier, the feature layers (stage ends) and, when it has them, its default pretrained
 weights and the preprocessing they were trained with. torchvision's mobile models and ResNets
-are registered here; any timm model is `timm:NAME` (`edgekd.timm_models`, extra `edgekd[timm]`).
+are registered here; any timm model is `timm:NAME` (`edgekd.models.timm_models`, extra `edgekd[timm]`).
 
 `small_input=True` adapts an ImageNet architecture to small images (CIFAR, 32x32 and below):
 the first stride-2 convolution becomes stride 1 and the stem max-pool is removed, the
@@ -19,9 +19,9 @@ from typing import Callable
 from torch import nn
 from torchvision import models as tvm
 
-from edgekd.model_card import ModelCard
+from edgekd.models.card import ModelCard
+from edgekd.models.weights import default_state, fit_weights, read_state_dict, torchvision_pretrained
 from edgekd.registry import Registry
-from edgekd.weights import default_state, fit_weights, read_state_dict, torchvision_pretrained
 
 TIMM_PREFIX = "timm:"
 
@@ -31,7 +31,7 @@ MODELS: Registry[ModelCard] = Registry("model")
 
 def model_card(name: str) -> ModelCard:
     if name.startswith(TIMM_PREFIX):
-        from edgekd.timm_models import timm_card
+        from edgekd.models.timm_models import timm_card
 
         return timm_card(name[len(TIMM_PREFIX) :])
     return MODELS.get(name)
@@ -110,6 +110,6 @@ def check_model_name(name: str) -> None:
     """Raises EdgekdError for a name no registry has (a timm name needs timm installed)."""
     model_card(name)
     if name.startswith(TIMM_PREFIX):
-        from edgekd.timm_models import check_supported
+        from edgekd.models.timm_models import check_supported
 
         check_supported(name[len(TIMM_PREFIX) :])

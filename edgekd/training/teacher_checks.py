@@ -13,8 +13,8 @@ from torch import nn
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.progress import log
-from edgekd.teachers import TeacherEnsemble
-from edgekd.train import accuracy, predict
+from edgekd.training.loop import accuracy, predict
+from edgekd.training.teachers import TeacherEnsemble
 
 # what usually puts a trained teacher at chance on the right data
 CHANCE_CAUSES = (

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.model_card import ModelCard, Preprocessing
+from edgekd.models.card import ModelCard, Preprocessing
 from edgekd.progress import log
-from edgekd.teacher_files import state_dict_mismatch
+from edgekd.training.teacher_files import state_dict_mismatch
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgekd.errors import EdgekdError
 from edgekd.formats import artifact_root
 
-RUNTIME_DIR = Path(__file__).resolve().parent / "runtime"
+RUNTIME_DIR = Path(__file__).resolve().parents[1] / "runtime"
 # the device gets this instead of edgekd/__init__.py, which would look for the rest of edgekd
 SHIM = '"""edgekd runtime only, copied to a device by `--device ssh://`."""\n'
 QUERY_KEYS = {"python"}

@@ -56,7 +56,7 @@ class InstructionModel(BaseModel):
     aggregate: Aggregate = Field(description="threads' work combined: their mean, or the busiest thread's")
     ghz: float = Field(gt=0, description="the board's core clock, which turns best-case cycles into ns")
     bound: float = Field(ge=1, description="each group's ns at most this many times the core's best case")
-    ns_per_instruction: dict[str, float] = Field(description="per group of edgekd.armtiming.GROUPS, fitted")
+    ns_per_instruction: dict[str, float] = Field(description="per group of edgekd.targets.armtiming.GROUPS, fitted")
     loo_error_fp32: float = Field(ge=0, description="leave-one-out mean |relative error| on fp32 models")
     loo_error_int8: float = Field(ge=0, description="leave-one-out mean |relative error| on int8 models")
     transfer_error_fp32: float = Field(

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.model_card import ModelCard, Preprocessing
+from edgekd.models.card import ModelCard, Preprocessing
 from edgekd.registry import did_you_mean
 
 HUB_PREFIX = "hf-hub:"

@@ -20,9 +20,9 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
-from edgekd import compute, distributed
 from edgekd.errors import EdgekdError
 from edgekd.progress import log, progress
+from edgekd.training import compute, distributed
 
 # (model, batch from the loader) -> loss; a batch starts with images and labels
 LossFn = Callable[[nn.Module, list[torch.Tensor]], torch.Tensor]
@@ -108,7 +108,7 @@ def fit(
     `evaluate` scores the weights after each epoch, for `cfg.keep == "best"` (required then).
     `section`: where `cfg` is set (`distill.train`), for the message when the loss stops being finite.
 
-    Runs on the training device (`edgekd.compute`; with `mixed_precision`, bf16 autocast and
+    Runs on the training device (`edgekd.training.compute`; with `mixed_precision`, bf16 autocast and
     channels_last on CUDA) and leaves the models where they were (on the CPU). Under torchrun,
     every process trains its shard of the data through DDP and rank 0 writes the checkpoints.
     """

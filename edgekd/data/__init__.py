@@ -2,7 +2,7 @@
 
 A data directory holds `train/` and `val/` (or `test/`) ImageFolders, or is one ImageFolder
 that is split with a seed. Every file is checked once before training and loaded as 8-bit RGB
-by the rule in `edgekd.images`; apps feed RGB.
+by the rule in `edgekd.data.images`; apps feed RGB.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 from torchvision import transforms
 
-from edgekd import distributed
-from edgekd.datafiles import ClassFiles, shown, split_mismatch
+from edgekd.data.files import ClassFiles, shown, split_mismatch
+from edgekd.data.images import PIL_MAX_IMAGE_PIXELS, load_rgb, usable_images
+from edgekd.data.rgb import IMAGE_RULES
 from edgekd.errors import EdgekdError
-from edgekd.images import PIL_MAX_IMAGE_PIXELS, load_rgb, usable_images
 from edgekd.io import cache_dir
-from edgekd.rgb import IMAGE_RULES
+from edgekd.training import distributed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -118,7 +118,7 @@ class Data:
             "scale": 1 / 255,
             "mean": list(c.mean),
             "std": list(c.std),
-            "image_rules": IMAGE_RULES,  # how a file became 8-bit RGB (edgekd.rgb.to_rgb)
+            "image_rules": IMAGE_RULES,  # how a file became 8-bit RGB (edgekd.data.rgb.to_rgb)
         }
 
 

@@ -15,10 +15,16 @@ from torch import nn
 from edgekd.data import Data
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model, model_card
+from edgekd.models.timm_models import hub_model, hub_snapshot, is_hub, weight_files
 from edgekd.progress import log
-from edgekd.teacher_files import check_classes, check_kind, checkpoint_classes, onnx_classes, state_dict_mismatch
-from edgekd.timm_models import hub_model, hub_snapshot, is_hub, weight_files
-from edgekd.train import TrainConfig, accuracy, cross_entropy, fit, predict, seed_torch
+from edgekd.training.loop import TrainConfig, accuracy, cross_entropy, fit, predict, seed_torch
+from edgekd.training.teacher_files import (
+    check_classes,
+    check_kind,
+    checkpoint_classes,
+    onnx_classes,
+    state_dict_mismatch,
+)
 
 
 class TeacherConfig(BaseModel):

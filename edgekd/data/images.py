@@ -17,11 +17,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from edgekd.datafiles import SKIP_HINT, ClassFiles, scan_split, shown
+from edgekd.data.files import SKIP_HINT, ClassFiles, scan_split, shown
+from edgekd.data.rgb import to_rgb
 from edgekd.errors import EdgekdError
 from edgekd.io import cache_dir, save_json
 from edgekd.progress import log, progress
-from edgekd.rgb import to_rgb
 
 # PIL's own guard against decompression bombs (a warning above this many pixels, an error above
 # twice as many), the default of data.max_image_pixels
@@ -93,7 +93,7 @@ def usable_images(
     root: Path, skip_bad: bool, threads: int = 4, max_pixels: int = PIL_MAX_IMAGE_PIXELS
 ) -> tuple[ClassFiles, str]:
     """The class folders under `root` with the files to train on (every file decoded once, see
-    `edgekd.datafiles` for which files count), and the folder's fingerprint (part of the stage
+    `edgekd.data.files` for which files count), and the folder's fingerprint (part of the stage
     keys: new or changed images rerun training).
 
     Raises EdgekdError naming the first bad file (unless `skip_bad`) or an empty class folder:

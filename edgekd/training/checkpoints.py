@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel
 
-from edgekd import distributed
 from edgekd.targets import Int8Flavour
-from edgekd.train import load_checkpoint
+from edgekd.training import distributed
+from edgekd.training.loop import load_checkpoint
 
 
 @dataclass(kw_only=True)

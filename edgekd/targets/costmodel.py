@@ -1,5 +1,5 @@
 """The FLOP model: estimated latency on a board edgekd cannot reach where the ARM instructions
-of its artifacts cannot be profiled (`edgekd.armtiming` is the first choice), in two factors,
+of its artifacts cannot be profiled (`edgekd.targets.armtiming` is the first choice), in two factors,
 each fitted to published measurements (docs/cost-model.md, benchmarks/calibrate_flop_model.py):
 
 1. ncnn's fp32 latency of the graph on that board: per-layer FLOPs and bytes read from the

@@ -10,13 +10,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edgekd.armtiming import InstructionModel
-from edgekd.costmodel import CostModel
 from edgekd.errors import EdgekdError
 from edgekd.registry import did_you_mean
+from edgekd.targets.armtiming import InstructionModel
+from edgekd.targets.costmodel import CostModel
 from edgekd.validation import explain
 
-TARGETS_DIR = Path(os.environ.get("EDGEKD_TARGETS", Path(__file__).resolve().parents[1] / "targets"))
+TARGETS_DIR = Path(os.environ.get("EDGEKD_TARGETS", Path(__file__).resolve().parents[2] / "targets"))
 
 
 class Int8Flavour(BaseModel):

@@ -1,0 +1,1 @@
+"""Training: the loop, checkpoints, where it runs (CPU, CUDA, torchrun), and the teachers."""
