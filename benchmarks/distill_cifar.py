@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekd.data import DataConfig, load_data
+from edgekd.data.loading import DataConfig, load_data
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache

@@ -46,22 +46,19 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgekd.formats import Artifact
+from edgekd.formats import Artifact, Int8Inputs
+from edgekd.formats.executorch import torch2executorch
+from edgekd.formats.ncnn import torch2ncnn
+from edgekd.formats.onnx import torch2onnx
+from edgekd.formats.openvino import torch2openvino
 from edgekd.formats.qdq import onnxruntime_ptq
+from edgekd.formats.tflite import torch2tflite
 from edgekd.models import create_model
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import runtime_version
 from edgekd.runtime.base import native_output_silenced
 from edgekd.stages.bench import BenchConfig, measure_in_subprocess
-from edgekd.stages.export import (
-    ExportConfig,
-    Int8Inputs,
-    torch2executorch,
-    torch2ncnn,
-    torch2onnx,
-    torch2openvino,
-    torch2tflite,
-)
+from edgekd.stages.export import ExportConfig
 from edgekd.targets import load_target
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -98,8 +95,8 @@ def nncf_ptq_openvino(fp32_xml: Path, dest: Path, calibration: list[np.ndarray])
 def artifacts_for(model, size: int, target: str, folder: Path, calibration: list[np.ndarray]) -> dict:
     """{row name: (runtime, path)} for one model; `calibration` holds batches of one image."""
     meta = {"input_size": json.dumps([size, size]), "precision": "fp32"}
-    cfg = ExportConfig()
-    fp32 = torch2onnx(model, folder / "fp32.onnx", meta, cfg)
+    opset = ExportConfig().opset
+    fp32 = torch2onnx(model, folder / "fp32.onnx", meta, opset)
     flavour = load_target(target).int8
     quantized = qdq_export_mode(insert_fake_quant(model, flavour, [torch.from_numpy(c) for c in calibration]))
     int8_meta = meta | {"precision": "int8", "int8": json.dumps(flavour.model_dump())}
@@ -109,12 +106,12 @@ def artifacts_for(model, size: int, target: str, folder: Path, calibration: list
         rows[row] = ("onnxruntime", ort_ptq(fp32, folder / f"{row}.onnx", calibration, activations, reduce_range))
     rows["edgekd-int8"] = (
         "onnxruntime",
-        torch2onnx(quantized, folder / "edgekd_int8.onnx", int8_meta, cfg, Int8Inputs(images, flavour)),
+        torch2onnx(quantized, folder / "edgekd_int8.onnx", int8_meta, opset, Int8Inputs(images, flavour)),
     )
-    fp32_ir = torch2openvino(model, folder / "fp32_openvino", meta, cfg)
+    fp32_ir = torch2openvino(model, folder / "fp32_openvino", meta, opset)
     rows["ov-fp32"] = ("openvino", fp32_ir)
     rows["ov-nncf-ptq"] = ("openvino", nncf_ptq_openvino(fp32_ir, folder / "nncf_ptq_openvino", calibration))
-    rows["ov-edgekd-int8"] = ("openvino", torch2openvino(quantized, folder / "edgekd_int8_openvino", int8_meta, cfg))
+    rows["ov-edgekd-int8"] = ("openvino", torch2openvino(quantized, folder / "edgekd_int8_openvino", int8_meta, opset))
     rows |= pt2e_rows(model, folder, meta, [torch.from_numpy(c) for c in calibration], flavour)
     return rows
 
@@ -172,20 +169,20 @@ def own_ptq() -> list[tuple[str, str, str, object, Callable, str]]:
 
 def pt2e_rows(model, folder: Path, meta: dict, calibration: list[torch.Tensor], flavour) -> dict:
     """Per PT2E format: fp32, its own quantizer's PTQ, and edgekd's int8 (one QAT graph for all)."""
-    cfg, int8_meta, rows = ExportConfig(), meta | {"precision": "int8"}, {}
+    opset, int8_meta, rows = ExportConfig().opset, meta | {"precision": "int8"}, {}
     sides, ncnn = own_ptq(), runtime_version("ncnn")
     ours = edgekd_pt2e_int8(model, calibration, flavour) if sides or ncnn else None
     if ours is not None and importlib.util.find_spec("onnxscript"):
         size = json.loads(meta["input_size"])[0]
         rows["edgekd-int8-pt2e"] = ("onnxruntime", pt2e2onnx(ours, folder / "edgekd_int8_pt2e.onnx", size))
     if ncnn:
-        rows["nc-fp32"] = ("ncnn", torch2ncnn(model, folder / "nc_fp32_ncnn", meta, cfg))
-        rows["nc-edgekd-int8"] = ("ncnn", torch2ncnn(ours, folder / "nc_int8_ncnn", int8_meta, cfg))
+        rows["nc-fp32"] = ("ncnn", torch2ncnn(model, folder / "nc_fp32_ncnn", meta, opset))
+        rows["nc-edgekd-int8"] = ("ncnn", torch2ncnn(ours, folder / "nc_int8_ncnn", int8_meta, opset))
     for prefix, runtime, ptq_row, quantizer, convert, suffix in sides:
         ptq = pt2e_ptq(model, calibration, quantizer)
-        rows[f"{prefix}-fp32"] = (runtime, convert(model, folder / f"{prefix}_fp32{suffix}", meta, cfg))
-        rows[f"{prefix}-{ptq_row}"] = (runtime, convert(ptq, folder / f"{prefix}_ptq{suffix}", int8_meta, cfg))
-        rows[f"{prefix}-edgekd-int8"] = (runtime, convert(ours, folder / f"{prefix}_int8{suffix}", int8_meta, cfg))
+        rows[f"{prefix}-fp32"] = (runtime, convert(model, folder / f"{prefix}_fp32{suffix}", meta, opset))
+        rows[f"{prefix}-{ptq_row}"] = (runtime, convert(ptq, folder / f"{prefix}_ptq{suffix}", int8_meta, opset))
+        rows[f"{prefix}-edgekd-int8"] = (runtime, convert(ours, folder / f"{prefix}_int8{suffix}", int8_meta, opset))
     return rows
 
 
@@ -244,7 +241,7 @@ def arm_agreement(args, folder: Path) -> dict:
     """Accuracy and top-1 agreement with the fp32 PyTorch model of every artifact made from the
     trained CIFAR-10 teacher, on this host's kernels and on ARM's under qemu."""
     from edgekd import emulation
-    from edgekd.data import DataConfig, load_data
+    from edgekd.data.loading import DataConfig, load_data
     from edgekd.runtime import open_session
     from edgekd.stages.verify import validation_arrays
     from edgekd.training.teachers import TeacherConfig, load_teacher

@@ -24,7 +24,8 @@ from torch import nn
 
 from edgekd.emulation import releases
 from edgekd.emulation.profile import WORK, run_profiles
-from edgekd.stages.export import ExportConfig, torch2tflite
+from edgekd.formats.tflite import torch2tflite
+from edgekd.stages.export import ExportConfig
 
 STORE = Path(__file__).parent / "calibration" / "xnnpack_rpi4.json"
 CPU, THREADS, SIZE = "cortex-a72", 4, 224
@@ -85,7 +86,7 @@ def tflite(name: str, folder: Path) -> Path:
     if precision == "int8":
         model = int8_ptq(model)
     meta = {"input_size": json.dumps([SIZE, SIZE]), "precision": precision}
-    return torch2tflite(model, folder / f"{name}.tflite", meta, ExportConfig())
+    return torch2tflite(model, folder / f"{name}.tflite", meta, ExportConfig().opset)
 
 
 def main() -> None:

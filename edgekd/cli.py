@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from edgekd.errors import EdgekdError
+from edgekd.formats import FORMATS
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -28,6 +29,14 @@ TargetOpt = typer.Option("x86", "--target", help="target profile name or .toml f
 DeviceOpt = typer.Option(None, "--device", help="measure the target on ssh://user@host[:port][?python=PATH]")
 SetOpt = typer.Option(None, "--set", help="override a config key, e.g. --set distill.train.epochs=3 (repeatable)")
 JsonOpt = typer.Option(False, "--json", help="print JSON on stdout instead of tables")
+
+# what the help says of the formats, from their registry
+BACKENDS = " or ".join(
+    f"{q} ({', '.join(f.name for f in FORMATS.values() if f.quantizer == q and 'int8' in f.precisions)})"
+    for q in dict.fromkeys(f.quantizer for f in FORMATS.values() if "int8" in f.precisions)
+)
+OPENS = ", ".join(f"{f.title} {f.opens}" if f.folder else f.opens for f in FORMATS.values())
+PREDICTS = ", ".join(f"{f.title} {f.opens}" if f.folder else f.opens for f in FORMATS.values() if f.predicts)
 
 
 def _version(show: bool) -> None:
@@ -168,7 +177,7 @@ def distill(
     resume: bool = typer.Option(False, "--resume"),
 ):
     """Distill the teacher into a student; writes a student checkpoint."""
-    from edgekd.data import load_data
+    from edgekd.data.loading import load_data
     from edgekd.pipeline import prepare_teacher, session
     from edgekd.stages.distill import distill as run_distill
 
@@ -188,8 +197,7 @@ def quantize(
     quantizer: Optional[str] = typer.Option(
         None,
         "--quantizer",
-        help="QAT backend: nncf (ONNX, OpenVINO) or xnnpack (ExecuTorch, LiteRT, ncnn); "
-        "default: the first one the config's export formats need",
+        help=f"QAT backend: {BACKENDS}; default: the first one the config's export formats need",
     ),
     data: Optional[Path] = DataOpt,
     teacher: Optional[list[Path]] = TeacherOpt,
@@ -198,7 +206,7 @@ def quantize(
 ):
     """Quantization-aware fine-tuning (int8) with the distillation loss; writes a QAT checkpoint
     (OUT/student_int8_qat.pt for nncf, OUT/quantize-NAME/student_int8_qat.pt for another backend)."""
-    from edgekd.data import load_data
+    from edgekd.data.loading import load_data
     from edgekd.pipeline import prepare_teacher, session
     from edgekd.quantizers import QUANTIZERS
     from edgekd.stages.quantize import quantize as run_quantize
@@ -222,7 +230,10 @@ def quantize(
         _say(f"int8 student ({quantizer}): {path}")
 
 
-@app.command()
+@app.command(
+    help=f"Export checkpoints to the config's formats ({', '.join(FORMATS)}) with embedded preprocessing "
+    "metadata; each int8 format takes the QAT checkpoint of its backend."
+)
 @user_errors
 def export(
     checkpoints: list[Path] = typer.Argument(
@@ -232,8 +243,6 @@ def export(
     out: Path = OutOpt,
     sets: Optional[list[str]] = SetOpt,
 ):
-    """Export checkpoints to the config's formats (ONNX, OpenVINO, ExecuTorch, LiteRT, ncnn) with
-    embedded preprocessing metadata; each int8 format takes the QAT checkpoint of its backend."""
     from edgekd.config import load_config
     from edgekd.stages.export import export as run_export
     from edgekd.stages.export import load_checkpoints
@@ -251,9 +260,7 @@ def export(
 @app.command()
 @user_errors
 def bench(
-    artifacts: list[Path] = typer.Argument(
-        ..., help="exported files: .onnx, OpenVINO model.xml, .pt2, .pte, .tflite, ncnn model.ncnn.param"
-    ),
+    artifacts: list[Path] = typer.Argument(..., help=f"exported files: {OPENS}"),
     target: str = TargetOpt,
     config: Optional[Path] = ConfigOpt,
     device: Optional[str] = DeviceOpt,
@@ -312,7 +319,7 @@ def report(
 @app.command()
 @user_errors
 def predict(
-    artifact: Path = typer.Argument(..., help="an .onnx file or OpenVINO .xml written by edgekd"),
+    artifact: Path = typer.Argument(..., help=f"an artifact written by edgekd: {PREDICTS}"),
     images: list[Path] = typer.Argument(..., help="image files (any format PIL reads)"),
     top_k: int = typer.Option(3, "--top-k", min=1, help="classes to print per image"),
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of text"),

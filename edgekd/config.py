@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from edgekd.data import DataConfig
+from edgekd.data.loading import DataConfig
 from edgekd.errors import EdgekdError
 from edgekd.quantizers import QUANTIZERS
 from edgekd.stages.bench import BenchConfig

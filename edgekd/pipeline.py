@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from edgekd.config import PipelineConfig, check_teachers, check_training, resolve_preprocessing
-from edgekd.data import Data, load_data
+from edgekd.data.loading import Data, load_data
 from edgekd.errors import VerificationFailed
 from edgekd.formats import int8_key
 from edgekd.io import check_writable, exclusive

@@ -1,9 +1,9 @@
-"""A name -> factory registry, one per kind of plug-in (models, losses, runtimes)."""
+"""A name -> item registry, one per kind of plug-in (models, losses, quantizers, formats)."""
 
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, TypeVar
+from typing import Callable, Generic, Iterator, TypeVar
 
 from edgekd.errors import EdgekdError
 
@@ -42,3 +42,13 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: str) -> bool:
         return name in self._items
+
+    def __getitem__(self, name: str) -> T:
+        return self.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        """The names in the order they were registered (the built-ins' order, then plug-ins')."""
+        return iter(self._items)
+
+    def values(self) -> list[T]:
+        return list(self._items.values())

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekd.config import PipelineConfig
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.formats import FORMATS
 from edgekd.io import sha256
 from edgekd.targets import Target

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from edgekd.config import DataConfig
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.formats import Artifact
 from edgekd.stages.verify import VerifyConfig, verify
 from edgekd.targets import load_target

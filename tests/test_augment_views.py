@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.data import Data, DataConfig, load_data
+from edgekd.data.loading import Data, DataConfig, load_data
 from edgekd.errors import EdgekdError
 from edgekd.stages.distill import DistillConfig, distill, teacher_logits_cache
 from edgekd.training.loop import TrainConfig, predict

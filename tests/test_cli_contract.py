@@ -72,3 +72,13 @@ def test_quantization_prints_nothing_on_stdout(capfd):
     model = create_model("mobilenet_v3_small", 2, small_input=True).eval()
     insert_fake_quant(model, load_target("x86").int8, [torch.rand(2, 3, 16, 16) for _ in range(2)])
     assert capfd.readouterr().out == ""
+
+
+def test_the_readme_formats_table_and_the_help_come_from_the_format_registry():
+    from edgekd.cli import OPENS
+    from edgekd.formats.table import BEGIN, END, README, markdown
+
+    assert README.read_text().split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n" == markdown(), (
+        "README out of date: run python -m edgekd.formats.table"
+    )
+    assert all(fmt.opens in OPENS for fmt in FORMATS.values())

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.data import DataConfig, load_data
 from edgekd.data.files import split_mismatch
 from edgekd.data.images import usable_images
+from edgekd.data.loading import DataConfig, load_data
 from tests.bad_inputs import bad_input
 from tests.conftest import TINY_CONFIG, write_image_folder
 from tests.inprocess import cli

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from edgekd.data import DataConfig, load_data
+from edgekd.data.loading import DataConfig, load_data
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student
 from edgekd.training.loop import TrainConfig
 from edgekd.training.teachers import TeacherConfig, train_teacher

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from edgekd.data import Data, DataConfig, load_data
+from edgekd.data.loading import Data, DataConfig, load_data
 from edgekd.io import sha256
 from edgekd.losses import StudentSpec, create_loss
 from edgekd.models import create_model

@@ -9,11 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from edgekd.data import DataConfig, eval_transform
 from edgekd.data.images import load_rgb
+from edgekd.data.loading import DataConfig, eval_transform
 from edgekd.data.rgb import IMAGE_RULES
-from edgekd.predict import preprocess, read_preprocessing
-from edgekd.reporting.snippet import _code
+from edgekd.formats import read_preprocessing
+from edgekd.formats.onnx import SNIPPET as ONNX_SNIPPET
+from edgekd.predict import preprocess
 from edgekd.stages.export import ExportConfig, export
 from tests.bad_inputs import bad_input
 from tests.test_export import PREPROCESSING, SIZE
@@ -58,7 +59,7 @@ def test_training_predict_and_the_snippet_see_the_same_tensor(artifact):
     pre = read_preprocessing(path)
     assert pre.image_rules == IMAGE_RULES  # the artifact says how files became RGB
     snippet: dict = {"__name__": "snippet"}
-    exec(_code("onnxruntime", path, pre, "onnxruntime"), snippet)  # the report's code, as an app runs it
+    exec(ONNX_SNIPPET.write(pre, path), snippet)  # the report's code, as an app runs it
     for name, file in images(root).items():
         training = eval_transform(cfg)(load_rgb(file)).numpy()[None]
         np.testing.assert_allclose(preprocess(file, pre), training, atol=1e-6, err_msg=name)

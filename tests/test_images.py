@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.data import DataConfig, load_data
 from edgekd.data.images import load_rgb
+from edgekd.data.loading import DataConfig, load_data
 from edgekd.errors import EdgekdError
 from tests.bad_inputs import bad_input
 from tests.conftest import write_image_folder

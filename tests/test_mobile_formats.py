@@ -47,8 +47,8 @@ def test_fp32_artifact_computes_the_model_and_carries_the_metadata(tmp_path, fmt
 def test_the_kotlin_snippet_carries_the_tflite_artifacts_own_preprocessing(tmp_path):
     import re
 
-    from edgekd.predict import read_preprocessing
-    from edgekd.reporting.android import kotlin_litert
+    from edgekd.formats import read_preprocessing
+    from edgekd.formats.litert_android import kotlin_litert
 
     preprocessing = PREPROCESSING | {"classes": ['say "hi"', "$5 bill", "emu"], "layout": "NHWC",
                                      "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],

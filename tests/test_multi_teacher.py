@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from edgekd.config import load_config
-from edgekd.data import load_data
+from edgekd.data.loading import load_data
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.pipeline import prepare_teacher

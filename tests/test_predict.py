@@ -35,7 +35,7 @@ def exported(tmp_path_factory):
 
 
 def torch_probabilities(model, image) -> np.ndarray:
-    """The training pipeline's eval transform (edgekd.data), independent of edgekd.predict."""
+    """The training pipeline's eval transform (edgekd.data.loading), independent of edgekd.predict."""
     transform = transforms.Compose(
         [
             transforms.Resize((SIZE, SIZE)),

@@ -134,7 +134,7 @@ def test_a_student_pretrained_on_the_data_beats_a_random_start(tmp_path):
     from torch import nn
 
     from edgekd.config import load_config
-    from edgekd.data import load_data
+    from edgekd.data.loading import load_data
     from edgekd.stages.distill import StudentConfig, distill
     from edgekd.training.loop import TrainConfig, cross_entropy, fit
 

@@ -10,6 +10,7 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
+from edgekd.formats.onnx import torch_to_onnx
 from edgekd.formats.qdq import (
     _constants,
     float_outputs,
@@ -23,7 +24,7 @@ from edgekd.formats.qdq import (
 )
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
-from edgekd.stages.export import ExportConfig, Int8Inputs, _onnx, export
+from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.targets import load_target
 from tests.test_export import PREPROCESSING, SIZE, trained_like
 
@@ -79,7 +80,7 @@ def _dequantized_shapes(model: onnx.ModelProto) -> int:
 def test_shapes_read_the_quantized_tensor_and_compute_the_same(tmp_path):
     # a channel shuffle reshapes by a dynamic batch: the exporter reads it with Shape
     meta = {"input_size": json.dumps([SIZE, SIZE])}
-    fp32 = _onnx(trained_like("shufflenet_v2_x0_5"), meta, ExportConfig())
+    fp32 = torch_to_onnx(trained_like("shufflenet_v2_x0_5"), meta, ExportConfig().opset)
     rng = np.random.default_rng(4)
     calibration = [rng.standard_normal((1, 3, SIZE, SIZE), dtype=np.float32) for _ in range(4)]
     quantized = onnxruntime_ptq(fp32, calibration, "u8", True, True)
@@ -111,7 +112,7 @@ def test_onnxruntime_layout_fuses_every_conv_and_keeps_accuracy(tmp_path):
     with torch.no_grad():
         expected = quantized(torch.from_numpy(images)).numpy()
     # the float model under the QDQ export computes (nearly) the fake-quantized model
-    nncf_layout = _onnx(quantized, {"input_size": json.dumps([SIZE, SIZE])}, ExportConfig())
+    nncf_layout = torch_to_onnx(quantized, {"input_size": json.dumps([SIZE, SIZE])}, ExportConfig().opset)
     stripped = strip_qdq(nncf_layout)
     assert not {"QuantizeLinear", "DequantizeLinear"} & {n.op_type for n in stripped.graph.node}
     calib = torch.cat(calibration).numpy()
@@ -144,7 +145,7 @@ def test_onnxruntime_layout_keeps_the_trained_weight_grid():
     flavour = load_target("x86").int8
     calibration = [torch.randn(8, 3, SIZE, SIZE) for _ in range(2)]
     quantized = qdq_export_mode(insert_fake_quant(trained_like("mobilenet_v2"), flavour, calibration)).eval()
-    nncf_layout = _onnx(quantized, {"input_size": json.dumps([SIZE, SIZE])}, ExportConfig())
+    nncf_layout = torch_to_onnx(quantized, {"input_size": json.dumps([SIZE, SIZE])}, ExportConfig().opset)
     batches = [c.numpy() for c in calibration]
     ours = for_onnxruntime(nncf_layout, batches, flavour.activations, flavour.per_channel, flavour.reduce_range)
     # keyed by the float weight: NNCF's DequantizeLinear output, which onnxruntime quantizes as "<name>_quantized"

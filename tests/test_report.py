@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekd.data import DataConfig, load_data
+from edgekd.data.loading import DataConfig, load_data
 from edgekd.reporting.environment import environment
 from edgekd.reporting.tables import pareto, recommend, table_rows
 from edgekd.stages.bench import BenchConfig, bench

@@ -55,13 +55,6 @@ def qemu() -> str | None:
     return shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 
 
-# runtime -> its aarch64 package: the host's release, except where that release has no aarch64
-# Linux wheel that runs here (ai-edge-litert 2.x has none; 1.4.0 is the newest that has).
-PACKAGES = {
-    "onnxruntime": "onnxruntime", "openvino": "openvino", "litert": "ai-edge-litert", "ncnn": "ncnn",
-    "executorch": "executorch",
-}  # fmt: skip
-AARCH64_RELEASES = {"litert": "1.4.0", "executorch": "1.0.1"}
 # ExecuTorch's Python runtime links libtorch, and PyPI's aarch64 torch 2.14 is a CUDA build that
 # cannot load without CUDA's libraries (gigabytes). torch 2.9.1's aarch64 wheel on PyPI is a CPU
 # build, and executorch 1.0.1 was built against it; its runtime loads the programs 1.5 writes.
@@ -74,20 +67,22 @@ EXECUTORCH_STACK = [
     "fsspec==2026.9.0", "networkx==3.6.1", "jinja2==3.1.6", "markupsafe==3.0.4", "ruamel.yaml==0.19.1",
     "pyyaml==6.0.4", "tabulate==0.10.0",
 ]  # fmt: skip
-BASE = [name for name in PACKAGES if name != "executorch"]
 
 
 def releases() -> dict[str, str]:
-    """runtime -> the release whose aarch64 build runs under emulation, for the runtimes installed here."""
-    from edgekd.runtime import runtime_version
+    """runtime -> the release whose aarch64 build runs under emulation, for the runtimes installed here:
+    the host's release, or the session's `arm_release` where the host's has no aarch64 wheel that runs."""
+    from edgekd.runtime import RUNTIMES, runtime_version, session_class
 
-    installed = {name: runtime_version(name) for name in PACKAGES}
-    return {name: AARCH64_RELEASES.get(name, version) for name, version in installed.items() if version}
+    installed = {name: runtime_version(name) for name in RUNTIMES if session_class(name).emulated}
+    return {name: session_class(name).arm_release or version for name, version in installed.items() if version}
 
 
 def wheels() -> list[str]:
     """The aarch64 packages of the runtimes installed here, but ExecuTorch (`executorch_site`)."""
-    pins = [f"{PACKAGES[name]}=={version}" for name, version in releases().items() if name in BASE]
+    from edgekd.runtime import session_class
+
+    pins = [f"{session_class(n).package}=={v}" for n, v in releases().items() if n != "executorch"]
     return ["numpy<2.3", *pins]  # numpy 2.3's aarch64 wheels need a newer qemu than Debian 12's 7.2
 
 
@@ -143,7 +138,9 @@ def _build_once(root: Path, what: str, fill) -> Path:
 
 def executorch_site() -> Path:
     """ExecuTorch's aarch64 runtime and the torch it links, a folder for PYTHONPATH (see EXECUTORCH_STACK)."""
-    pins = [f"executorch=={AARCH64_RELEASES['executorch']}", *EXECUTORCH_STACK]
+    from edgekd.runtime.executorch import ExecutorchSession
+
+    pins = [f"executorch=={ExecutorchSession.arm_release}", *EXECUTORCH_STACK]
     root = _cache() / f"arm-{pins[0].replace('==', '')}-{pins[1].replace('==', '')}"
 
     def fill(work: Path) -> dict:

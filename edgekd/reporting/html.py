@@ -7,7 +7,7 @@ import base64
 from html import escape
 from pathlib import Path
 
-from edgekd.reporting.snippet import INSTALL
+from edgekd.formats import app_snippets
 from edgekd.reporting.tables import row_name
 from edgekd.reporting.text import (
     COLUMNS,
@@ -86,11 +86,8 @@ def render(report: dict) -> str:
     snippet = report.get("snippet")
     if snippet:
         parts.append(f"<h2>Ship it: {escape(snippet['artifact'])} ({escape(snippet['target'])})</h2>")
-        for runtime in INSTALL:
-            if runtime in snippet:
-                parts.append(f"<h3>Python, {runtime}</h3><pre><code>{escape(snippet[runtime])}</code></pre>")
-        if snippet.get("kotlin_litert"):
-            code = escape(snippet["kotlin_litert"])
-            parts.append(f"<h3>Kotlin on Android, LiteRT</h3><pre><code>{code}</code></pre>")
+        for code in app_snippets():
+            if snippet.get(code.key):
+                parts.append(f"<h3>{escape(code.title)}</h3><pre><code>{escape(snippet[code.key])}</code></pre>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -11,8 +11,9 @@ import typing
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from edgekd.formats import FORMATS, app_snippets
 from edgekd.targets import Int8Flavour
 
 SCHEMA = "edgekd.report/1"
@@ -81,7 +82,7 @@ class Verification(Part):
 
 class ArtifactFacts(Part):
     name: str = Field(description="`<format>-<precision>`, e.g. `onnx-int8`")
-    format: str = Field(description="a name in edgekd.formats.FORMATS: onnx, openvino, torch, executorch, tflite, ncnn")
+    format: str = Field(description=f"a name in edgekd.formats.FORMATS: {', '.join(FORMATS)}")
     precision: Literal["fp32", "int8"] = Field(description="the weights' and kernels' precision")
     quantizer: str | None = Field(
         None, description="int8: the QAT backend its weights come from (edgekd.quantizers: nncf, xnnpack)"
@@ -168,18 +169,18 @@ class Table(Part):
     plot: str | None = Field(description="the accuracy-vs-latency plot (PNG)")
 
 
-class Snippet(Part):
+class SnippetHead(Part):
     artifact: str = Field(description="the artifact the code loads: the build target's recommendation")
     target: str = Field(description="the table it was recommended in")
     precision: str = Field(description="its precision")
-    onnxruntime: str | None = Field(None, description="Python that classifies an image with onnxruntime")
-    openvino: str | None = Field(None, description="the same with OpenVINO")
-    executorch: str | None = Field(None, description="the same with ExecuTorch's Python runtime")
-    litert: str | None = Field(None, description="the same with LiteRT's interpreter (ai-edge-litert)")
-    ncnn: str | None = Field(None, description="the same with ncnn's Python binding")
-    kotlin_litert: str | None = Field(
-        None, description="Kotlin for an Android app with LiteRT's Interpreter (written, not compiled, by edgekd)"
-    )
+
+
+# a field per app snippet the registered formats write (`edgekd.formats.Format.snippets`)
+Snippet = create_model(
+    "Snippet",
+    __base__=SnippetHead,
+    **{s.key: (str | None, Field(None, description=s.description)) for s in app_snippets()},
+)
 
 
 class Report(Part):

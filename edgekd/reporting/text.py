@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from edgekd.reporting.snippet import INSTALL
+from edgekd.formats import app_snippets
 from edgekd.reporting.tables import TOLERANCE, row_name
 
 # (column title, row key, format)
@@ -223,11 +223,9 @@ def markdown(report: dict) -> str:
     snippet = report.get("snippet")
     if snippet:
         lines += [f"## Ship it: `{snippet['artifact']}` (recommended for {snippet['target']})", ""]
-        for runtime in INSTALL:
-            if runtime in snippet:
-                lines += [f"Python with {runtime}:", "", "```python", snippet[runtime].rstrip(), "```", ""]
-        if snippet.get("kotlin_litert"):
-            lines += ["Kotlin on Android with LiteRT:", "", "```kotlin", snippet["kotlin_litert"].rstrip(), "```", ""]
+        for code in app_snippets():
+            if snippet.get(code.key):
+                lines += [f"{code.title}:", "", f"```{code.language}", snippet[code.key].rstrip(), "```", ""]
     return "\n".join(lines)
 
 

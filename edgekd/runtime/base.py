@@ -3,6 +3,8 @@ itself, so it can be copied to a device and run there (`python -m edgekd.runtime
 
 from __future__ import annotations
 
+import importlib
+import importlib.metadata
 import os
 import sys
 from contextlib import contextmanager
@@ -13,6 +15,13 @@ import numpy as np
 
 class Session:
     runtime = ""
+    # the architectures whose targets run it unless their profile lists its runtimes (GPU runtimes: none,
+    # `targets/cuda.toml` names them)
+    default_on: tuple[str, ...] = ("x86_64", "aarch64")
+    package = ""  # its pip package: install hints, and the aarch64 wheel that runs it under emulation
+    # that wheel's release when not the host's: the host's has no aarch64 Linux wheel that runs there
+    arm_release: str | None = None
+    emulated = True  # its aarch64 wheel runs ARM targets' artifacts under qemu
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a float32 NCHW batch."""
@@ -49,13 +58,38 @@ def register(name: str, version: Callable[[], str | None]):
 
 def runtime_version(name: str) -> str | None:
     """Installed version of a runtime, or None when it is not installed."""
+    load_plugins()
     return RUNTIMES[name][0]()
 
 
 def open_session(runtime: str, path: str, threads: int, **options) -> Session:
+    load_plugins()
     if runtime not in RUNTIMES:
         raise ValueError(f"unknown runtime '{runtime}'; known: {', '.join(sorted(RUNTIMES))}")
     return RUNTIMES[runtime][1](path, threads, **options)
+
+
+PLUGINS_ENV = "EDGEKD_PLUGINS"
+_plugins_loaded = False
+
+
+def load_plugins() -> None:
+    """Formats and runtimes from outside edgekd: the modules named in $EDGEKD_PLUGINS (comma-separated)
+    and by the `edgekd.plugins` entry points of installed packages; importing one registers what it
+    defines. Once per process, when `edgekd.formats` is imported or a runtime is first looked up (not
+    at import: a plugin imports edgekd's modules itself), so a measuring subprocess knows them too."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    named = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    named += [entry.value for entry in importlib.metadata.entry_points(group="edgekd.plugins")]
+    for name in named:
+        try:
+            importlib.import_module(name)
+        except ImportError as e:
+            why = f"edgekd plugin {name} cannot be imported ({e}); fix ${PLUGINS_ENV} or uninstall its package"
+            raise SystemExit(f"error: {why}") from None
 
 
 def summarize_convs(kinds: list[str]) -> dict:

@@ -22,6 +22,8 @@ def _version() -> str | None:
 
 class ExecutorchSession(Session):
     runtime = "executorch"
+    package = "executorch"
+    arm_release = "1.0.1"  # see edgekd.emulation.EXECUTORCH_STACK
 
     def __init__(self, path: str, threads: int):
         import torch

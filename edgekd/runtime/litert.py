@@ -52,6 +52,8 @@ def dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
 
 class LitertSession(Session):
     runtime = "litert"
+    package = "ai-edge-litert"
+    arm_release = "1.4.0"  # ai-edge-litert 2.x has no aarch64 Linux wheel; 1.4.0 is the newest that has
 
     def __init__(self, path: str, threads: int):
         from ai_edge_litert.interpreter import Interpreter

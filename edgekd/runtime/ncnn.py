@@ -25,6 +25,7 @@ def _version() -> str | None:
 
 class NcnnSession(Session):
     runtime = "ncnn"
+    package = "ncnn"
 
     def __init__(self, path: str, threads: int):
         import ncnn

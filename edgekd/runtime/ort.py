@@ -22,6 +22,7 @@ def _version() -> str | None:
 
 class OrtSession(Session):
     runtime = "onnxruntime"
+    package = "onnxruntime"
     providers = ["CPUExecutionProvider"]
     inspect_graph = True
 

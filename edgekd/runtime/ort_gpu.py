@@ -20,6 +20,9 @@ def _with_provider(provider: str):
 
 class OrtCudaSession(OrtSession):
     runtime = "onnxruntime-cuda"
+    default_on = ()
+    package = "onnxruntime-gpu"
+    emulated = False
     providers = ["CUDAExecutionProvider"]
     # GPU providers compile nodes that onnxruntime cannot write back out as a graph
     inspect_graph = False

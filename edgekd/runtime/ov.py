@@ -20,6 +20,7 @@ def _version() -> str | None:
 
 class OvSession(Session):
     runtime = "openvino"
+    package = "openvino"
 
     def __init__(self, path: str, threads: int):
         import openvino as ov

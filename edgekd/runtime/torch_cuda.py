@@ -19,6 +19,9 @@ def _torch_version() -> str | None:
 
 class TorchSession(Session):
     runtime = "torch"
+    package = "torch"
+    emulated = False
+    default_on = ()  # on CPU targets artifacts run in their mobile formats; GPUs name it
     device = "cpu"
 
     def __init__(self, path: str, threads: int, precision: str = "fp32", graphs: bool = False):

@@ -58,10 +58,7 @@ def _why_not_here(target: Target, artifact: Artifact) -> str | None:
     if artifact.runtime not in target.runtimes:
         return f"{artifact.runtime} is not a runtime of target '{target.name}'"
     if runtime_version(artifact.runtime) is None:
-        fmt = FORMATS[artifact.format]
-        return (
-            f"{artifact.runtime} is not installed ({fmt.install_hint() if fmt.extra else f'pip install {fmt.runtime}'})"
-        )
+        return f"{artifact.runtime} is not installed ({FORMATS[artifact.format].install_hint()})"
     return None
 
 

@@ -10,7 +10,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, sha256
 from edgekd.losses import DistillLoss, StudentSpec, create_loss

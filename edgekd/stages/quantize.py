@@ -14,7 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.losses import create_loss
 from edgekd.quantizers import QUANTIZERS
 from edgekd.stages.distill import load_student, train_with_teacher

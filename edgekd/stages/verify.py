@@ -20,7 +20,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgekd import emulation
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.errors import EdgekdError
 from edgekd.formats import Artifact
 from edgekd.reporting.environment import cpu_name

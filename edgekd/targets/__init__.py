@@ -8,10 +8,11 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgekd.errors import EdgekdError
 from edgekd.registry import did_you_mean
+from edgekd.runtime import default_runtimes
 from edgekd.targets.armtiming import InstructionModel
 from edgekd.targets.costmodel import CostModel
 from edgekd.validation import explain
@@ -34,13 +35,21 @@ class Target(BaseModel):
     name: str
     description: str = ""
     arch: Literal["x86_64", "aarch64", "cuda"]
-    runtimes: list[str]
+    runtimes: list[str] = Field(description="omitted: every runtime registered for the arch (`default_runtimes`)")
     threads: int = Field(2, ge=1)
     int8: Int8Flavour = Int8Flavour()
     # a board without hardware here: latency estimated from the ARM instructions each artifact
     # executes (instruction_model), or where they cannot be profiled from FLOPs (cost_model)
     instruction_model: InstructionModel | None = None
     cost_model: CostModel | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_runtimes(cls, fields):
+        # a new runtime (one module, or a plugin) runs on every CPU target that does not list its own
+        if isinstance(fields, dict) and "runtimes" not in fields and isinstance(fields.get("arch"), str):
+            return {**fields, "runtimes": default_runtimes(fields["arch"])}
+        return fields
 
     def runs_on_host(self) -> bool:
         return self.arch == platform.machine()

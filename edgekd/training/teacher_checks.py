@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.errors import EdgekdError
 from edgekd.progress import log
 from edgekd.training.loop import accuracy, predict

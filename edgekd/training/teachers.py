@@ -12,7 +12,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from edgekd.data import Data
+from edgekd.data.loading import Data
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model, model_card
 from edgekd.models.timm_models import hub_model, hub_snapshot, is_hub, weight_files

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from edgekd.predict import Preprocessing
+from edgekd.formats.base import Preprocessing
 
 LITERT_AAR = "com.google.ai.edge.litert:litert:1.4.1"  # the Interpreter API (org.tensorflow.lite)
 
