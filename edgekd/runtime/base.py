@@ -22,6 +22,14 @@ class Session:
     # that wheel's release when not the host's: the host's has no aarch64 Linux wheel that runs there
     arm_release: str | None = None
     emulated = True  # its aarch64 wheel runs ARM targets' artifacts under qemu
+    # a GPU runtime: the format whose artifacts it runs, each with these session options (variants)
+    gpu_runs: str | None = None
+    gpu_variants: tuple[dict, ...] = ({},)
+    not_installed = ""  # why a GPU runtime's version is None, for its rows
+
+    @classmethod
+    def variant_name(cls, options: dict) -> str:
+        return cls.runtime
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Logits for a float32 NCHW batch."""

@@ -23,6 +23,8 @@ class OrtCudaSession(OrtSession):
     default_on = ()
     package = "onnxruntime-gpu"
     emulated = False
+    gpu_runs = "onnx"
+    not_installed = "onnxruntime-gpu is not installed (this onnxruntime has no CUDA execution provider)"
     providers = ["CUDAExecutionProvider"]
     # GPU providers compile nodes that onnxruntime cannot write back out as a graph
     inspect_graph = False
@@ -30,6 +32,7 @@ class OrtCudaSession(OrtSession):
 
 class OrtTensorrtSession(OrtCudaSession):
     runtime = "tensorrt"
+    not_installed = "onnxruntime-gpu is not installed (this onnxruntime has no TensorRT execution provider)"
     # nodes TensorRT does not take fall back to CUDA
     providers = ["TensorrtExecutionProvider", "CUDAExecutionProvider"]
 

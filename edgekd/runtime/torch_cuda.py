@@ -69,6 +69,13 @@ class TorchSession(Session):
 class TorchCudaSession(TorchSession):
     runtime = "torch-cuda"
     device = "cuda"
+    gpu_runs = "torch"
+    gpu_variants = tuple({"precision": p, "graphs": g} for g in (False, True) for p in ("fp32", "fp16"))
+    not_installed = "PyTorch is not installed"
+
+    @classmethod
+    def variant_name(cls, options: dict) -> str:
+        return f"torch-cuda {options['precision']} {'CUDA graph' if options['graphs'] else 'eager'}"
 
 
 register("torch", _torch_version)(TorchSession)
