@@ -128,7 +128,7 @@ def run_int8(args, data, teacher, student_path: Path, out: Path) -> dict:
     ]:
         torch_logits = predict(model, data.loader("val"))[0].numpy()
         results[f"{name} (PyTorch fake quant)"] = float((torch_logits.argmax(1) == labels).mean())
-        artifacts = export(ExportConfig(), {"int8": model}, ckpt.preprocessing, folder, int8)
+        artifacts = export(ExportConfig(), {"nncf": model}, ckpt.preprocessing, folder, int8)
         top1 = {"PyTorch fake quant": torch_logits.argmax(1)}
         for artifact in artifacts:
             session = open_session(artifact.runtime, artifact.path, 2)

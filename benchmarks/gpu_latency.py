@@ -17,6 +17,7 @@ from edgekd.models import create_model
 from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
 from edgekd.targets import load_target
+from edgekd.targets.kinds import place
 
 PREPROCESSING = {
     "classes": [str(i) for i in range(1000)],
@@ -38,17 +39,17 @@ def main() -> None:
     model = create_model(args.arch, 1000, small_input=False).eval()
     with tempfile.TemporaryDirectory() as out:
         artifacts = export(ExportConfig(formats=["onnx", "torch"]), {"fp32": model}, PREPROCESSING, Path(out))
-        rows = bench(BenchConfig(warmup=20, runs=args.runs), artifacts, load_target("cuda"))
+        rows = bench(BenchConfig(warmup=20, runs=args.runs), artifacts, place(load_target("cuda")))
     for row in rows:
-        name = f"{row['artifact']} {row.get('variant') or row['runtime']}"
-        figure = f"p50 {row['p50_ms']:.3f} ms at batch {row['batch']}" if row["status"] == "ok" else row["reason"]
+        name = f"{row.artifact} {row.variant or row.runtime}"
+        figure = f"p50 {row.p50_ms:.3f} ms at batch {row.batch}" if row.status == "ok" else row.reason
         print(f"{name:50} {figure}")
-    batch1 = [r for r in rows if r["status"] == "ok" and r["batch"] == 1]
-    bar = [r for r in batch1 if r.get("variant") == "torch-cuda fp16 CUDA graph"]
+    batch1 = [r for r in rows if r.status == "ok" and r.batch == 1]
+    bar = [r for r in batch1 if r.variant == "torch-cuda fp16 CUDA graph"]
     if batch1 and bar:
-        best = min(batch1, key=lambda r: r["p50_ms"])
-        ratio = best["p50_ms"] / bar[0]["p50_ms"]
-        print(f"fastest at batch 1: {best['artifact']} {best['variant']}: {ratio:.2f}x fp16 CUDA graph")
+        best = min(batch1, key=lambda r: r.p50_ms)
+        ratio = best.p50_ms / bar[0].p50_ms
+        print(f"fastest at batch 1: {best.artifact} {best.variant}: {ratio:.2f}x fp16 CUDA graph")
 
 
 if __name__ == "__main__":

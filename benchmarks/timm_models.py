@@ -110,9 +110,9 @@ def survive(name: str, size: int, classes: int = 10) -> dict:
         x = images[1].numpy()
         errors = {}
         for artifact in artifacts:
-            precision = artifact.name.rsplit("-", 1)[1]
+            precision = artifact.precision
             with torch.no_grad():
-                want = models[precision](images[1]).numpy()
+                want = models[artifact.student_key](images[1]).numpy()
             got = open_session(artifact.runtime, str(artifact.path), threads=2).run(x)
             errors[artifact.name] = relative_error(got, want)
             limit = FP32_TOLERANCE if precision == "fp32" else INT8_TOLERANCE
@@ -129,7 +129,7 @@ def survive(name: str, size: int, classes: int = 10) -> dict:
         flavour = load_target("x86").int8
         calibration = Int8Inputs(torch.cat(images).numpy(), flavour)
         preprocessing = {"classes": [str(i) for i in range(classes)], "input_size": [size, size]}
-        models = {"fp32": fp32, "int8": int8}
+        models = {"fp32": fp32, "nncf": int8}
         artifacts = stage("export", export, ExportConfig(), models, preprocessing, Path(tmp), calibration)
         errors = stage("verify", verify, artifacts, models)
     return {"params_m": round(params / 1e6, 2), "relative_error": {k: float(f"{v:.3g}") for k, v in errors.items()}}

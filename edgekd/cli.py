@@ -28,6 +28,7 @@ OutOpt = typer.Option(Path("edgekd-out"), "--out", help="output directory")
 TargetOpt = typer.Option("x86", "--target", help="target profile name or .toml file (see `edgekd targets`)")
 DeviceOpt = typer.Option(None, "--device", help="measure the target on ssh://user@host[:port][?python=PATH]")
 SetOpt = typer.Option(None, "--set", help="override a config key, e.g. --set distill.train.epochs=3 (repeatable)")
+ResumeOpt = typer.Option(False, "--resume", help="continue interrupted training from its last epoch")
 JsonOpt = typer.Option(False, "--json", help="print JSON on stdout instead of tables")
 
 # what the help says of the formats, from their registry
@@ -95,18 +96,15 @@ def _config(
     sets: Optional[list[str]] = None,
     student_weights: Optional[str] = None,
 ):
-    from edgekd.config import check_names, load_config, resolve_preprocessing
+    from edgekd.config import checked_config, load_config
 
     # the first --teacher is teacher.path, the rest teacher.extra
-    cfg = load_config(config, teachers=teacher, overrides=sets)
-    if data is not None:
-        cfg.data.path = data
+    cfg = load_config(config, teachers=teacher, overrides=sets, data=data)
     if student is not None or student_weights is not None:
         cfg.student.name = student or cfg.student.name
         cfg.student.weights = student_weights or cfg.student.weights
-        check_names(cfg, "--student")  # fail before any work on an unknown name or unfit weights
-    resolve_preprocessing(cfg)
-    return cfg
+    # checked again only if --student changed it: fail before any work on an unknown name or unfit weights
+    return checked_config(cfg, "--student")
 
 
 @app.command()
@@ -119,7 +117,10 @@ def build(
     student_weights: Optional[str] = WeightsOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
-    resume: bool = typer.Option(False, "--resume", help="continue interrupted training from its last epoch"),
+    resume: bool = ResumeOpt,
+    until: Optional[str] = typer.Option(
+        None, "--until", help="stop after this training stage (distill or quantize) and print its checkpoints"
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="no progress bars"),
     device: Optional[str] = DeviceOpt,
     sets: Optional[list[str]] = SetOpt,
@@ -129,35 +130,37 @@ def build(
     as_json: bool = JsonOpt,
 ):
     """Distill, quantize, export, verify and benchmark; write OUT/report.md and report.json."""
-    from edgekd.pipeline import build as run_build
+    from edgekd.pipeline import build_from
     from edgekd.progress import set_quiet
     from edgekd.reporting.text import print_tables
-    from edgekd.targets import load_target
-    from edgekd.targets.remote import parse_device
+    from edgekd.spec import make_spec
+    from edgekd.targets.kinds import placements
 
     set_quiet(quiet)
-    load_target(target)
-    if device:
-        parse_device(device)
-    cfg = _config(config, data, teacher, student, sets, student_weights)
+    if until not in (None, "distill", "quantize"):
+        raise EdgekdError(f"--until {until}: one of distill, quantize (from export on, a build runs whole)")
+    placed = placements(target, device)  # a bad --target or --device stops before the config loads
+    if until:
+        return _train(placed, _config(config, data, teacher, student, sets, student_weights), out, resume, until)
+    spec = make_spec(_config(config, data, teacher, student, sets, student_weights), placed)
     if dry_run:
-        return _print_plan(cfg, target, out, resume, as_json)
-    report = run_build(cfg, target, out, resume=resume, device=device)
+        return _print_plan(spec, target, out, resume, as_json)
+    report = build_from(spec, out, resume=resume)
     if not report:  # under torchrun, only rank 0 has one
         return
     if as_json:
-        return _print_json(report)
+        return _print_json(report.to_json())
     print_tables(report, _stdout())
     typer.echo(f"report: {out / 'report.md'}\nartifacts: {out / 'artifacts'}")
 
 
-def _print_plan(cfg, target: str, out: Path, resume: bool, as_json: bool) -> None:
+def _print_plan(spec, target: str, out: Path, resume: bool, as_json: bool) -> None:
     from dataclasses import asdict
 
     from edgekd.pipeline import dry_run
 
-    actions = dry_run(cfg, target, out, resume)
-    config = cfg.model_dump(mode="json")
+    actions = dry_run(spec, out, resume)
+    config = spec.config.model_dump(mode="json")
     if as_json:
         return _print_json({"target": target, "out": str(out), "config": config, "stages": list(map(asdict, actions))})
     typer.echo(f"config (resolved):\n{json.dumps(config, indent=2, default=str)}\n\nstages (--target {target}):")
@@ -174,60 +177,55 @@ def distill(
     student_weights: Optional[str] = WeightsOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
-    resume: bool = typer.Option(False, "--resume"),
+    resume: bool = ResumeOpt,
+    sets: Optional[list[str]] = SetOpt,
 ):
-    """Distill the teacher into a student; writes a student checkpoint."""
-    from edgekd.data.loading import load_data
-    from edgekd.pipeline import prepare_teacher, session
-    from edgekd.stages.distill import distill as run_distill
+    """Distill the teacher into a student: `edgekd build --until distill` (any target: the
+    distilled student does not depend on one); prints its checkpoint under OUT/work."""
+    from edgekd.targets.kinds import host_placement
 
-    cfg = _config(config, data, teacher, student, student_weights=student_weights)
-    with session(cfg):
-        loaded = load_data(cfg.data)
-        teach = prepare_teacher(cfg, loaded, out, resume)
-        path = run_distill(cfg.distill, cfg.student, loaded, teach.model, out)
-        _say(f"student: {path}")
+    cfg = _config(config, data, teacher, student, sets, student_weights)
+    _train((host_placement(),) * 2, cfg, out, resume, "distill")
 
 
 @app.command()
 @user_errors
 def quantize(
-    student_checkpoint: Path = typer.Argument(..., help="student_fp32.pt written by `edgekd distill`"),
     target: str = TargetOpt,
     quantizer: Optional[str] = typer.Option(
-        None,
-        "--quantizer",
-        help=f"QAT backend: {BACKENDS}; default: the first one the config's export formats need",
+        None, "--quantizer", help=f"QAT backend: {BACKENDS}; default: each one the config's export formats need"
     ),
     data: Optional[Path] = DataOpt,
     teacher: Optional[list[Path]] = TeacherOpt,
+    student: Optional[str] = StudentOpt,
+    student_weights: Optional[str] = WeightsOpt,
     config: Optional[Path] = ConfigOpt,
     out: Path = OutOpt,
+    resume: bool = ResumeOpt,
+    sets: Optional[list[str]] = SetOpt,
 ):
-    """Quantization-aware fine-tuning (int8) with the distillation loss; writes a QAT checkpoint
-    (OUT/student_int8_qat.pt for nncf, OUT/quantize-NAME/student_int8_qat.pt for another backend)."""
-    from edgekd.data.loading import load_data
-    from edgekd.pipeline import prepare_teacher, session
+    """Quantization-aware fine-tuning (int8) with the distillation loss, in the target's int8
+    scheme: `edgekd build --until quantize` (distills first, or reuses the student that an
+    `edgekd distill` or build of the same settings left in OUT/work); prints the checkpoints."""
     from edgekd.quantizers import QUANTIZERS
-    from edgekd.stages.quantize import quantize as run_quantize
-    from edgekd.targets import load_target
-    from edgekd.workdir import quantize_stage_name, quantizers_for
+    from edgekd.targets.kinds import placements
 
-    _exists(student_checkpoint)
-    cfg = _config(config, data, teacher, None)
-    quantizer = quantizer or (quantizers_for(cfg.export.formats) or ["nncf"])[0]
-    QUANTIZERS.get(quantizer).check_installed()  # before the teacher and the data load
-    flavour = load_target(target).int8
-    # each backend its own folder (and resume file); NNCF's checkpoint stays where it always was
-    folder = out if quantizer == "nncf" else out / quantize_stage_name(quantizer)
-    folder.mkdir(parents=True, exist_ok=True)
-    with session(cfg):
-        loaded = load_data(cfg.data)
-        teach = prepare_teacher(cfg, loaded, out, False)
-        loss = (cfg.distill.loss, cfg.distill.params)
-        path = run_quantize(cfg.quantize, student_checkpoint, loaded, teach.model, flavour, loss, folder,
-                            quantizer=quantizer)  # fmt: skip
-        _say(f"int8 student ({quantizer}): {path}")
+    if quantizer is not None:
+        QUANTIZERS.get(quantizer).check_installed()  # before the teacher and the data load
+    placed = placements(target)
+    cfg = _config(config, data, teacher, student, sets, student_weights)
+    _train(placed, cfg, out, resume, "quantize", [quantizer] if quantizer else None)
+
+
+def _train(placed, cfg, out: Path, resume: bool, until: str, quantizers: list[str] | None = None):
+    """The build's training stages up to `until` (`edgekd.pipeline.train`) for `placed`, the
+    target and this host; prints each one's checkpoint."""
+    from edgekd.pipeline import train
+    from edgekd.spec import make_spec
+
+    spec = make_spec(cfg, placed, training_only=True)
+    for stage in train(spec, out, resume, until, quantizers):
+        _say(f"{stage.stage}: {stage.result}")
 
 
 @app.command(
@@ -253,7 +251,7 @@ def export(
     trained = load_checkpoints(checkpoints)
     for missing in trained.missing_int8(export_cfg.formats):
         typer.echo(f"note: {missing}", err=True)
-    for artifact in run_export(export_cfg, trained.models, trained.preprocessing, out, trained.int8):
+    for artifact in run_export(export_cfg, trained.models(), trained.preprocessing, out, trained.int8):
         typer.echo(f"{artifact.name}: {artifact.path} ({artifact.size_mb:.2f} MB)")
 
 
@@ -271,19 +269,22 @@ def bench(
     from edgekd.config import load_config
     from edgekd.formats import artifact_of
     from edgekd.stages.bench import bench as run_bench
+    from edgekd.targets import load_target
+    from edgekd.targets.kinds import place
     from edgekd.targets.remote import parse_device
 
     items = [artifact_of(path) for path in artifacts]
-    ssh_device = parse_device(device) if device else None
-    rows = run_bench(load_config(config).bench, items, _target(target), ssh_device)
+    placement = place(load_target(target), parse_device(device) if device else None)
+    rows = run_bench(load_config(config).bench, items, placement)
+    measured = [row.model_dump(mode="json", exclude_unset=True) for row in rows]
     if as_json:
-        _print_json(rows)
+        _print_json(measured)
     else:
-        for row in rows:
+        for row in measured:
             typer.echo(" ".join(f"{k}={v}" for k, v in row.items() if k != "executed"))
     # a broken artifact is a failed command, not a row to overlook: scripts test the exit status
     paths = {item.name: item.path for item in items}
-    failed = {paths[row["artifact"]]: row["reason"] for row in rows if row["status"] == "failed"}
+    failed = {paths[row.artifact]: row.reason for row in rows if row.status == "failed"}
     if failed:
         reasons = "; ".join(f"{path}: {reason}" for path, reason in failed.items())
         typer.echo(f"error: {len(failed)} of {len(items)} artifacts failed to benchmark: {reasons}", err=True)
@@ -308,7 +309,7 @@ def report(
     for run in runs:
         _exists(run)
     if as_json:
-        reports = [load_report(run) for run in runs]
+        reports = [load_report(run).to_json() for run in runs]
         _print_json(reports[0] if len(reports) == 1 else reports)
     elif len(runs) == 1:
         print_tables(load_report(runs[0]), _stdout())
@@ -354,12 +355,6 @@ def targets(as_json: bool = JsonOpt):
         t = load_target(name)
         flavour = f"int8 {t.int8.activations}/{t.int8.weights}{' reduce_range' if t.int8.reduce_range else ''}"
         typer.echo(f"{name:{width}} {t.arch:8} {', '.join(t.runtimes):40} {flavour:24} {t.description}")
-
-
-def _target(name: str):
-    from edgekd.targets import load_target
-
-    return load_target(name)
 
 
 def _say(line: str) -> None:

@@ -6,7 +6,7 @@ import os
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from edgekd.data.loading import DataConfig
 from edgekd.errors import EdgekdError
@@ -35,14 +35,25 @@ class PipelineConfig(BaseModel):
     verify: VerifyConfig = VerifyConfig()
     bench: BenchConfig = BenchConfig()
     compute: ComputeConfig = ComputeConfig()
+    # the config as `check_names` last passed it, and whether its preprocessing is resolved: a
+    # config checked once is not checked again unless it changed since (see `checked_config`)
+    _checked: str | None = PrivateAttr(None)
+    _resolved: bool = PrivateAttr(False)
+
+    def _unchanged(self) -> bool:
+        return self._checked == self.model_dump_json()
 
 
 def load_config(
-    path: Path | None = None, teachers: list[Path] | None = None, overrides: list[str] | None = None
+    path: Path | None = None,
+    teachers: list[Path] | None = None,
+    overrides: list[str] | None = None,
+    data: Path | None = None,
 ) -> PipelineConfig:
     """Reads a pipeline TOML; without one, `pipelines/default.toml` (the quick embedded run).
     `teachers` (--teacher, repeatable) replace the config's: the first is teacher.path, the rest
-    teacher.extra, set before the checks so that they see the teachers the run will use.
+    teacher.extra, set before the checks so that they see the teachers the run will use; `data`
+    (--data) replaces data.path.
     `overrides` (--set, repeatable): `key.path=value`, the value read as TOML (a bare word as text),
     checked by the same validation as the file."""
     path = Path(path) if path else PIPELINES_DIR / "default.toml"
@@ -56,6 +67,8 @@ def load_config(
         section = raw.setdefault("teacher", {})
         if isinstance(section, dict):  # anything else is reported by the validation below
             section.update(path=str(teachers[0]), extra=[str(t) for t in teachers[1:]])
+    if data is not None and isinstance(raw.setdefault("data", {}), dict):
+        raw["data"]["path"] = str(data)
     try:
         cfg = PipelineConfig(**raw)
     except ValidationError as e:
@@ -88,6 +101,20 @@ def _set(raw: dict, override: str) -> None:
         if not isinstance(section, dict):
             raise EdgekdError(f"--set {override}: '{'.'.join(parts[: i + 1])}' is a value, not a section")
     section[parts[-1]] = value
+
+
+def checked_config(cfg: PipelineConfig, source: str = "config") -> PipelineConfig:
+    """A copy of `cfg`, checked by `check_names` and its preprocessing resolved: what a run uses.
+    The checks run once: not again for a config `load_config` or this function returned, unless
+    it was changed since (a Python API user may set keys after load_config)."""
+    if cfg._unchanged() and cfg._resolved:
+        return cfg.model_copy(deep=True)
+    checked = cfg.model_copy(deep=True)
+    if not cfg._unchanged():
+        check_names(checked, source)
+    resolve_preprocessing(checked)
+    checked._checked, checked._resolved = checked.model_dump_json(), True
+    return checked
 
 
 def resolve_preprocessing(cfg: PipelineConfig) -> None:
@@ -141,6 +168,7 @@ def check_names(cfg: PipelineConfig, source: str) -> None:
                 raise EdgekdError(f"{source}: export.formats: {fmt.name} int8: {e}") from None
     check_teachers(cfg, source)
     check_training(cfg, source)
+    cfg._checked, cfg._resolved = cfg.model_dump_json(), False
 
 
 def check_training(cfg: PipelineConfig, source: str) -> None:

@@ -12,28 +12,28 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from edgekd.config import PipelineConfig, check_teachers, check_training, resolve_preprocessing
+from edgekd.config import PipelineConfig
 from edgekd.data.loading import Data, load_data
 from edgekd.errors import VerificationFailed
-from edgekd.formats import int8_key
 from edgekd.io import check_writable, exclusive
 from edgekd.progress import log
 from edgekd.quantizers import QUANTIZERS
 from edgekd.reporting.environment import environment
+from edgekd.reporting.schema import ArtifactFacts, DataFacts, Environment, Report, StudentFacts, TeacherFacts
 from edgekd.reporting.tables import table_rows
-from edgekd.stages.bench import bench, board_estimates, check_arm_profiles
-from edgekd.stages.distill import distill, load_student
-from edgekd.stages.export import Int8Inputs, export
-from edgekd.stages.quantize import load_quantized, quantize
-from edgekd.stages.report import write_report
-from edgekd.stages.verify import check_emulation, verify
-from edgekd.targets import Target, host_target, load_target
-from edgekd.targets.remote import SshDevice, parse_device
+from edgekd.spec import BuildSpec, build_spec
+from edgekd.stages.bench import bench, board_estimates
+from edgekd.stages.distill import distill
+from edgekd.stages.export import Students, export, load_checkpoints
+from edgekd.stages.quantize import quantize
+from edgekd.stages.report import make_report, make_table, write_report
+from edgekd.stages.verify import verify
+from edgekd.targets.kinds import Placement
 from edgekd.training import compute, distributed
 from edgekd.training.loop import accuracy, predict
 from edgekd.training.teacher_checks import checked_teachers
 from edgekd.training.teachers import given_teachers, load_teacher, load_teachers, train_teacher
-from edgekd.workdir import Plan, plan, teacher_plan
+from edgekd.workdir import Plan, StageRun, plan, teacher_plan
 
 
 @dataclass
@@ -46,8 +46,8 @@ class Teacher:
 
 def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool, stages: Plan | None = None) -> Teacher:
     """The given teacher file(s) (several: a `TeacherEnsemble`), or one trained here.
-    `stages`: the build's plan, when made already (it hashed the teacher files)."""
-    check_teachers(cfg, "config")  # again: the Python API may set teachers after load_config
+    `cfg`: checked (`load_config`, `checked_config`); `stages`: the build's plan, when made
+    already (it hashed the teacher files)."""
     key, stage = (stages.teacher_key, stages.teacher) if stages else teacher_plan(cfg, data, out)
     if stage is None:
         given = load_teachers(cfg.teacher, len(data.classes), cfg.data.input_size, data.classes)
@@ -70,11 +70,6 @@ def prepare_teacher(cfg: PipelineConfig, data: Data, out: Path, resume: bool, st
     return Teacher(model, source, key, accuracy(logits, labels))
 
 
-def _host_and(target: Target, on_device: bool = False) -> list[Target]:
-    host = host_target()
-    return [host] if not on_device and target.runs_on_host() and target.arch == host.arch else [host, target]
-
-
 @contextmanager
 def session(cfg: PipelineConfig) -> Iterator[None]:
     """Sets the training device (`[compute]`) and, under torchrun, joins the process group."""
@@ -83,13 +78,19 @@ def session(cfg: PipelineConfig) -> Iterator[None]:
         yield
 
 
-def build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False, device: str | None = None) -> dict:
+def build(
+    cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False, device: str | None = None
+) -> Report | None:
     """Runs every stage; returns the report (also written to OUT/report.json and report.md).
-    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.targets.remote`).
-    Under torchrun every process trains; rank 0 alone goes on to export, verify, bench and
-    report, and the others return an empty dict."""
-    with session(cfg), exclusive(Path(out)) if distributed.is_main() else nullcontext():
-        return _build(cfg, target_name, out, resume, device)
+    `device`: ssh://user@host[:port] where the target's table is measured (see `edgekd.targets.remote`)."""
+    return build_from(build_spec(cfg, target_name, device), out, resume)
+
+
+def build_from(spec: BuildSpec, out: Path, resume: bool = False) -> Report | None:
+    """`build` of a specification made already. Under torchrun every process trains; rank 0
+    alone goes on to export, verify, bench and report, and the others return None."""
+    with _working_in(spec, Path(out)):
+        return _build(spec, Path(out), resume)
 
 
 @dataclass(frozen=True)
@@ -101,156 +102,147 @@ class StageAction:
     where: str
 
 
-def dry_run(cfg: PipelineConfig, target_name: str, out: Path, resume: bool = False) -> list[StageAction]:
+def dry_run(spec: BuildSpec, out: Path, resume: bool = False) -> list[StageAction]:
     """The stages `build` would run, reuse or resume, found without writing anything to OUT."""
-    target, _ = checked_target(cfg, target_name, None)
+    cfg = spec.config
     data = load_data(cfg.data)
-    stages = plan(cfg, data, target, out)
+    stages = plan(cfg, data, spec.target, out)
     given = (
         [] if stages.teacher else [StageAction("teacher", "given", ", ".join(map(str, given_teachers(cfg.teacher))))]
     )
     trained = [StageAction(run.stage, run.action(resume), str(run.folder)) for run in stages.stages()]
-    targets = ", ".join(t.name for t in _host_and(target))
     after = [
-        StageAction("export", "run", f"{Path(out) / 'artifacts'}: {', '.join(export_config(cfg, target).formats)}"),
-        StageAction("verify", "run", target.name),
-        StageAction("bench", "run", targets),
+        StageAction("export", "run", f"{Path(out) / 'artifacts'}: {', '.join(spec.export.formats)}"),
+        StageAction("verify", "run", spec.target.name),
+        StageAction("bench", "run", ", ".join(p.target.name for p in spec.tables)),
         StageAction("report", "run", str(Path(out) / "report.md")),
     ]
     return given + trained + after
 
 
-def _build(cfg: PipelineConfig, target_name: str, out: Path, resume: bool, device: str | None) -> dict:
-    target, ssh_device = checked_target(cfg, target_name, device)
-    out = Path(out)
+def train(
+    spec: BuildSpec, out: Path, resume: bool = False, until: str = "quantize", quantizers: list[str] | None = None
+) -> list[StageRun]:
+    """`build --until distill|quantize` (and `edgekd distill`, `edgekd quantize`): the build's own
+    training stages, up to `until`, in the build's folders under OUT/work (a finished stage
+    reused, an interrupted one resumed); returns them (`.result`: the checkpoint), distill first.
+    `quantizers`: the QAT backends to train, by default those the config's formats need."""
+    with _working_in(spec, Path(out)):
+        data, stages, teacher = _prepare(spec, Path(out), resume, quantizers)
+        train_student(spec, data, teacher, stages, resume, until)
+        return [stages.distill, *(stages.quantize.values() if until == "quantize" else ())]
+
+
+@contextmanager
+def _working_in(spec: BuildSpec, out: Path) -> Iterator[None]:
+    """The training device set and OUT held (by rank 0 alone under torchrun) while a build works in it."""
+    with session(spec.config), exclusive(out) if distributed.is_main() else nullcontext():
+        yield
+
+
+def _prepare(spec: BuildSpec, out: Path, resume: bool, quantizers: list[str] | None = None):
+    """The data, the training stages' plan and the teacher: where every build starts."""
     check_writable(out)
-    data = load_data(cfg.data)
+    data = load_data(spec.config.data)
     log(f"data: {len(data.train)} train / {len(data.val)} val images, {len(data.classes)} classes")
-    stages = plan(cfg, data, target, out)
-    teacher = prepare_teacher(cfg, data, out, resume, stages)
+    stages = plan(spec.config, data, spec.target, out, quantizers)
+    teacher = prepare_teacher(spec.config, data, out, resume, stages)
     log(f"teacher: {teacher.source}, val accuracy {teacher.val_accuracy:.2%}")
-    train_student(cfg, data, teacher, target, stages, resume)
+    return data, stages, teacher
+
+
+def _build(spec: BuildSpec, out: Path, resume: bool) -> Report | None:
+    cfg = spec.config
+    data, stages, teacher = _prepare(spec, out, resume)
+    train_student(spec, data, teacher, stages, resume)
     if not distributed.is_main():
-        return {}  # training is done; rank 0 exports, verifies, benchmarks and reports
+        return None  # training is done; rank 0 exports, verifies, benchmarks and reports
 
     trained = load_trained(stages, data)
-    artifacts = export(
-        export_config(cfg, target), trained.models, trained.preprocessing, out / "artifacts", trained.int8
-    )
-    checks = verify(cfg.verify, artifacts, trained.references, data, target)
-    artifact_facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
-    tables = [
-        target_table(cfg, artifacts, artifact_facts, each, ssh_device if each is target else None)
-        for each in _host_and(target, ssh_device is not None)
-    ]
-    report = write_report(build_facts(cfg, target, data, teacher, trained, artifact_facts, tables), out)
+    students = trained.students
+    artifacts = export(spec.export, students.models(), students.preprocessing, out / "artifacts", students.int8)
+    checks = verify(cfg.verify, artifacts, trained.references, data, spec.placement)
+    artifact_facts = [ArtifactFacts(**a.to_dict(), verification=v) for a, v in zip(artifacts, checks)]
+    tables = [target_table(cfg, artifacts, artifact_facts, each, out) for each in spec.tables]
+    report = make_report(build_facts(cfg, spec.target.name, data, teacher, trained, artifact_facts, tables), out)
+    write_report(report, out)
     fail_on_disagreement(checks, out)
     return report
 
 
-def checked_target(cfg: PipelineConfig, target_name: str, device: str | None) -> tuple[Target, SshDevice | None]:
-    """The target, and the board to measure it on; what cannot work stops here, before training."""
-    check_training(cfg, "config")  # again: the Python API may change settings after load_config
-    resolve_preprocessing(cfg)
-    target = load_target(target_name)
-    ssh_device = parse_device(device) if device else None
-    if ssh_device is None:
-        check_emulation(cfg.verify, target)
-        check_arm_profiles(cfg.bench, target)
-    else:
-        ssh_device.check()
-    return target, ssh_device
-
-
-def train_student(cfg: PipelineConfig, data: Data, teacher: Teacher, target: Target, stages: Plan, resume: bool):
-    """Distillation, then quantization-aware training with the distillation loss still on;
-    each stage reused when finished, resumed from its checkpoint when interrupted."""
+def train_student(spec: BuildSpec, data: Data, teacher: Teacher, stages: Plan, resume: bool, until: str = "quantize"):
+    """Distillation, then (unless `until` is "distill") quantization-aware training with the
+    distillation loss still on; each stage reused when finished, resumed from its checkpoint
+    when interrupted."""
+    cfg = spec.config
     folder = stages.distill.open(resume)
     if not stages.distill.result.is_file():
         distill(cfg.distill, cfg.student, data, teacher.model, folder, stages.logits_cache)
-    for quantizer, stage in stages.quantize.items():
+    for quantizer, stage in stages.quantize.items() if until == "quantize" else ():
         folder = stage.open(resume)
         if not stage.result.is_file():
             distill_loss = (cfg.distill.loss, cfg.distill.params)
-            quantize(cfg.quantize, stages.distill.result, data, teacher.model, target.int8, distill_loss, folder,
+            quantize(cfg.quantize, stages.distill.result, data, teacher.model, spec.target.int8, distill_loss, folder,
                      stages.logits_cache, quantizer)  # fmt: skip
 
 
 @dataclass
 class Trained:
-    """The trained students, and the CPU logits their artifacts must match."""
+    """The trained students, and the CPU logits their artifacts must match, by `student_key`."""
 
-    models: dict[str, nn.Module]  # by `edgekd.formats.model_key`: fp32, int8 (NNCF), int8-xnnpack
-    references: dict[str, torch.Tensor]  # the same keys
-    preprocessing: dict
-    val_accuracy: dict[str, float]  # the same keys
-    int8: Int8Inputs | None  # what the int8 export needs
+    students: Students
+    references: dict[str, torch.Tensor]
 
 
 def load_trained(stages: Plan, data: Data) -> Trained:
-    student, ckpt = load_student(stages.distill.result)
-    log(f"student {ckpt.arch}: fp32 val accuracy {ckpt.val_accuracy:.2%}")
+    students = load_checkpoints([stages.distill.result, *(stage.result for stage in stages.quantize.values())])
     # on the CPU: CUDA convolutions default to TF32, which the artifacts do not reproduce
     cpu = torch.device("cpu")
-    trained = Trained({"fp32": student}, {"fp32": predict(student, data.loader("val"), cpu)[0]},
-                      ckpt.preprocessing, {"fp32": ckpt.val_accuracy}, None)  # fmt: skip
-    for quantizer, stage in stages.quantize.items():
-        key = int8_key(quantizer)
-        trained.models[key], qat = load_quantized(stage.result)
-        trained.int8 = Int8Inputs.choose(trained.int8, qat)
-        trained.references[key] = predict(trained.models[key], data.loader("val"), cpu)[0]
-        trained.val_accuracy[key] = qat.val_accuracy
-        flavour = qat.int8
-        log(f"student int8 ({QUANTIZERS.get(quantizer).title} QAT, {flavour.activations}/{flavour.weights}): "
-            f"val accuracy {qat.val_accuracy:.2%}")  # fmt: skip
-    return trained
+    references = {}
+    for key, student in students.by_key.items():
+        ckpt = student.checkpoint
+        if key == "fp32":
+            log(f"student {ckpt.arch}: fp32 val accuracy {ckpt.val_accuracy:.2%}")
+        else:
+            log(f"student int8 ({QUANTIZERS.get(key).title} QAT, {ckpt.int8.activations}/{ckpt.int8.weights}): "
+                f"val accuracy {ckpt.val_accuracy:.2%}")  # fmt: skip
+        references[key] = predict(student.model, data.loader("val"), cpu)[0]
+    return Trained(students, references)
 
 
-def export_config(cfg: PipelineConfig, target: Target):
-    if "torch-cuda" in target.runtimes and "torch" not in cfg.export.formats:  # GPUs also run the PyTorch program
-        return cfg.export.model_copy(update={"formats": [*cfg.export.formats, "torch"]})
-    return cfg.export
+def target_table(cfg: PipelineConfig, artifacts, artifact_facts: list[ArtifactFacts], placement: Placement, out):
+    target, device = placement.target, placement.device
+    rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, placement), on_host=placement.on_host)
+    # a target with no board here (arm): each named board's estimate, labelled as such
+    estimates = board_estimates(artifacts, placement, cfg.bench)
+    facts = {"target": target.name, "measured_on": device.name if device else None}
+    facts |= {"description": target.description, "arch": target.arch, "threads": cfg.bench.threads or target.threads}
+    return make_table(facts | {"int8": target.int8.model_dump()}, rows, estimates, out)
 
 
-def target_table(cfg: PipelineConfig, artifacts, artifact_facts: list[dict], target: Target, on_device) -> dict:
-    rows = table_rows(artifact_facts, bench(cfg.bench, artifacts, target, on_device), on_host=target.runs_on_host())
+def build_facts(cfg, target: str, data: Data, teacher: Teacher, trained: Trained, artifact_facts, tables) -> dict:
+    """What `make_report` takes, each part typed as report.json describes it."""
+    accuracy = {key: student.checkpoint.val_accuracy for key, student in trained.students.by_key.items()}
     return {
-        "target": target.name,
-        "measured_on": on_device.name if on_device else None,
-        "description": target.description,
-        "arch": target.arch,
-        "measured": any(r.get("measured") for r in rows),  # estimates are not measurements
-        "threads": cfg.bench.threads or target.threads,
-        "int8": target.int8.model_dump(),
-        "rows": rows,
-        # a target with no board here (arm): each named board's estimate, labelled as such
-        "estimates": [] if on_device else board_estimates(artifacts, target, cfg.bench),
-    }
-
-
-def build_facts(cfg, target: Target, data: Data, teacher: Teacher, trained: Trained, artifact_facts, tables) -> dict:
-    return {
-        "target": target.name,
+        "target": target,
         "edgekd_version": _version(),
         "config": cfg.model_dump(mode="json"),
-        "environment": environment(),
-        "data": {
-            "path": str(cfg.data.path or "embedded: scikit-learn digits"),
-            "classes": data.classes,
-            "train_samples": len(data.train),
-            "val_samples": len(data.val),
-            "input_size": cfg.data.input_size,
-        },
-        "teacher": {"source": teacher.source, "val_accuracy": teacher.val_accuracy},
-        "student": {
-            "arch": cfg.student.name,
-            "val_accuracy_fp32": trained.val_accuracy["fp32"],
-            # NNCF's, else the first other QAT's; each artifact's own accuracy is in its rows
-            "val_accuracy_int8": next((v for k, v in sorted(trained.val_accuracy.items()) if k != "fp32"), None),
-            "val_accuracy_int8_by_quantizer": {
-                q: trained.val_accuracy[int8_key(q)] for q in QUANTIZERS.names() if int8_key(q) in trained.val_accuracy
-            },
-        },
+        "environment": Environment(**environment()),
+        "data": DataFacts(
+            path=str(cfg.data.path or "embedded: scikit-learn digits"),
+            classes=data.classes,
+            train_samples=len(data.train),
+            val_samples=len(data.val),
+            input_size=cfg.data.input_size,
+        ),
+        "teacher": TeacherFacts(source=teacher.source, val_accuracy=teacher.val_accuracy),
+        "student": StudentFacts(
+            arch=cfg.student.name,
+            val_accuracy_fp32=accuracy["fp32"],
+            # NNCF's, else the first other QAT's in the backends' order; each artifact's own accuracy is in its rows
+            val_accuracy_int8=next((accuracy[q] for q in ("nncf", *QUANTIZERS.names()) if q in accuracy), None),
+            val_accuracy_int8_by_quantizer={q: accuracy[q] for q in QUANTIZERS.names() if q in accuracy},
+        ),
         "artifacts": artifact_facts,
         "tables": tables,
     }

@@ -96,7 +96,8 @@ def quantizers_for(formats: list[str]) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path) -> Plan:
+def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path, quantizers: list[str] | None = None) -> Plan:
+    """`quantizers`: the QAT backends to plan, by default those the config's formats need."""
     out = Path(out)
     teacher_key, teacher = teacher_plan(cfg, data, out)
     data_part = (cfg.data.model_dump(mode="json"), data.fingerprint)
@@ -105,7 +106,9 @@ def plan(cfg: PipelineConfig, data: Data, target: Target, out: Path) -> Plan:
         student["weights"] = sha256(Path(cfg.student.weights))
     distill_key = stage_key(teacher_key, cfg.distill.model_dump(mode="json"), student, *data_part)
     quantize = {}
-    for quantizer in quantizers_for(cfg.export.formats) if cfg.quantize.enabled else []:
+    if quantizers is None:
+        quantizers = quantizers_for(cfg.export.formats) if cfg.quantize.enabled else []
+    for quantizer in quantizers:
         # NNCF's key is the one from before other backends existed: its finished stages are reused
         extra = () if quantizer == "nncf" else (quantizer,)
         key = stage_key(distill_key, cfg.quantize.model_dump(mode="json"), target.int8.model_dump(), *extra)

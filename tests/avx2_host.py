@@ -20,6 +20,7 @@ from edgekd.data.loading import Data
 from edgekd.formats import Artifact
 from edgekd.stages.verify import VerifyConfig, verify
 from edgekd.targets import load_target
+from edgekd.targets.kinds import place
 
 
 def main(folder: Path) -> None:
@@ -28,9 +29,9 @@ def main(folder: Path) -> None:
     labels = torch.from_numpy(np.load(folder / "labels.npy"))
     val = TensorDataset(images, labels)
     data = Data(train=val, val=val, classes=["cat", "dog", "emu"], config=DataConfig())
-    references = {"int8": torch.from_numpy(np.load(folder / "reference.npy"))}
-    checks = verify(VerifyConfig(), artifacts, references, data, load_target("arm"))
-    print(json.dumps([c.to_dict() for c in checks]))
+    references = {"nncf": torch.from_numpy(np.load(folder / "reference.npy"))}
+    checks = verify(VerifyConfig(), artifacts, references, data, place(load_target("arm")))
+    print(json.dumps([c.model_dump() for c in checks]))
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from edgekd.emulation.profile import Profile
 from edgekd.formats import artifact_of
 from edgekd.stages.bench import BenchConfig, board_estimates
 from edgekd.targets import armtiming, load_target
+from edgekd.targets.kinds import place
 
 CALIBRATION = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration"
 CHANNELS, SIZE = 32, 32
@@ -127,17 +128,17 @@ def test_the_boards_timing_models_reproduce_from_the_stored_profiles(board):
 def test_arm_boards_are_estimated_from_each_artifacts_instructions(tmp_path):
     artifacts = [artifact_of(conv_model(tmp_path / "student_fp32.onnx", False)),
                  artifact_of(conv_model(tmp_path / "student_int8.onnx", True))]  # fmt: skip
-    boards = board_estimates(artifacts, load_target("arm"), BenchConfig())
-    assert [b["board"] for b in boards] == ["Jetson AGX Orin CPU", "Raspberry Pi 4", "Raspberry Pi 5"]
+    boards = board_estimates(artifacts, place(load_target("arm")), BenchConfig())
+    assert [b.board for b in boards] == ["Jetson AGX Orin CPU", "Raspberry Pi 4", "Raspberry Pi 5"]
     for board in boards:
-        fp32, int8 = board["rows"]
+        fp32, int8 = board.rows
         for row in (fp32, int8):
-            assert row["estimate"].endswith(f"(estimated from ARM instructions, {board['board']})"), row
-            assert row["measured"] is False and "qemu -cpu" in row["estimated_by"] and 0 < row["band"] < 1
-            assert row["load_instructions_m"] > 0 and row["profiled_on"].startswith("cortex-a7")
-        assert int8["p50_ms"] != fp32["p50_ms"]  # each from its own profile
-        if board["target"] != "rpi4":  # an ARMv8.2 core: one SDOT does 16 multiply-adds, one FMLA 4
-            assert 0 < int8["instructions_m"]["dot_i8"] < fp32["instructions_m"]["fmla_f32"] / 3
+            assert row.estimate.endswith(f"(estimated from ARM instructions, {board.board})"), row
+            assert row.measured is False and "qemu -cpu" in row.estimated_by and 0 < row.band < 1
+            assert row.load_instructions_m > 0 and row.profiled_on.startswith("cortex-a7")
+        assert int8.p50_ms != fp32.p50_ms  # each from its own profile
+        if board.target != "rpi4":  # an ARMv8.2 core: one SDOT does 16 multiply-adds, one FMLA 4
+            assert 0 < int8.instructions_m["dot_i8"] < fp32.instructions_m["fmla_f32"] / 3
 
 
 def test_without_a_compiler_boards_fall_back_to_the_flop_model_and_say_why(tmp_path, monkeypatch):
@@ -146,8 +147,8 @@ def test_without_a_compiler_boards_fall_back_to_the_flop_model_and_say_why(tmp_p
     assert "C compiler" in profile.unavailable()
     artifacts = [artifact_of(conv_model(tmp_path / "student_fp32.onnx", False)),
                  artifact_of(conv_model(tmp_path / "student_int8.onnx", True))]  # fmt: skip
-    for board in board_estimates(artifacts, load_target("arm"), BenchConfig()):
-        fp32, int8 = board["rows"]
-        assert fp32["estimate"].endswith(f"(estimated from FLOPs, {board['board']})")
-        assert "ARM instructions not profiled" in fp32["estimated_by"] and "C compiler" in fp32["estimated_by"]
-        assert int8["status"] == "not run" and "C compiler" in int8["reason"]
+    for board in board_estimates(artifacts, place(load_target("arm")), BenchConfig()):
+        fp32, int8 = board.rows
+        assert fp32.estimate.endswith(f"(estimated from FLOPs, {board.board})")
+        assert "ARM instructions not profiled" in fp32.estimated_by and "C compiler" in fp32.estimated_by
+        assert int8.status == "not run" and "C compiler" in int8.reason

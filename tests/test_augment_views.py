@@ -11,8 +11,7 @@ from edgekd.data.loading import Data, DataConfig, load_data
 from edgekd.errors import EdgekdError
 from edgekd.stages.distill import DistillConfig, distill, teacher_logits_cache
 from edgekd.training.loop import TrainConfig, predict
-from tests.conftest import write_image_folder
-from tests.test_distill_methods import STUDENT, CountingTeacher
+from tests.helpers import STUDENT, CountingTeacher, write_image_folder
 
 VIEWS = 3
 

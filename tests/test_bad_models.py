@@ -9,9 +9,7 @@ from torch import nn
 
 from edgekd.models import create_model
 from tests.bad_inputs import bad_input
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_nothing_written, assert_one_line_error
-from tests.test_teacher_files import build_with, tiny_net
+from tests.helpers import assert_nothing_written, assert_one_line_error, build_with, cli, tiny_net
 
 
 @bad_input("models", "a zero-byte teacher file (.pt, .pt2 or .onnx)", 'refused: "is empty (0 bytes)", re-save it')

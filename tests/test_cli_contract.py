@@ -8,8 +8,7 @@ import json
 from edgekd import __version__
 from edgekd.formats import FORMATS, artifact_of, artifact_root, format_of
 from tests.bad_inputs import bad_input
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_one_line_error, edgekd
+from tests.helpers import assert_one_line_error, cli, edgekd
 
 
 def test_version():

@@ -3,39 +3,18 @@ and nothing half-written in the output directory."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from edgekd.models import create_model
 from tests.bad_inputs import bad_input
-from tests.inprocess import cli
-
-
-def edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "edgekd", *args], capture_output=True, text=True, cwd=cwd)
-
-
-def assert_one_line_error(done: subprocess.CompletedProcess, *fragments: str) -> None:
-    assert done.returncode == 2, done.stderr
-    # progress lines may come first (stderr carries progress); the error is one line, last
-    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and done.stderr.strip().splitlines()[-1] == errors[0], done.stderr
-    assert "Traceback" not in done.stderr + done.stdout
-    for fragment in fragments:
-        assert fragment in errors[0], errors[0]
-
-
-def assert_nothing_written(out: Path) -> None:
-    assert not out.exists() or not any(out.rglob("*.onnx")) and not (out / "report.json").exists()
+from tests.helpers import assert_nothing_written, assert_one_line_error, cli, edgekd
 
 
 @bad_input("layout", "--data naming a folder that does not exist", 'refused: "does not exist", pass --data')
 def test_missing_data_path(tmp_path):
     out = tmp_path / "out"
+    # the one real `python -m edgekd` run of this module; the others run the same CLI in-process
     done = edgekd("build", "--target", "x86", "--data", str(tmp_path / "nope"), "--out", str(out))
     assert_one_line_error(done, "does not exist", "--data")
     assert_nothing_written(out)
@@ -45,21 +24,21 @@ def test_missing_data_path(tmp_path):
 def test_empty_dataset(tmp_path):
     (tmp_path / "empty" / "cat").mkdir(parents=True)
     out = tmp_path / "out"
-    done = edgekd("build", "--target", "x86", "--data", str(tmp_path / "empty"), "--out", str(out))
+    done = cli("build", "--target", "x86", "--data", str(tmp_path / "empty"), "--out", str(out))
     assert_one_line_error(done, "no images found")
     assert_nothing_written(out)
 
 
 @bad_input("settings", "an unknown --target (`amr`)", "refused: \"unknown target 'amr' (did you mean 'arm'?)\"")
 def test_unknown_target(tmp_path):
-    done = edgekd("build", "--target", "amr", "--out", str(tmp_path / "out"))
+    done = cli("build", "--target", "amr", "--out", str(tmp_path / "out"))
     assert_one_line_error(done, "unknown target 'amr'", "did you mean 'arm'")
     assert not (tmp_path / "out").exists()
 
 
 @bad_input("settings", "an unknown --student", 'refused: "unknown model", lists the students')
 def test_unknown_student(tmp_path):
-    done = edgekd("build", "--target", "x86", "--student", "mobilenet_v9", "--out", str(tmp_path / "out"))
+    done = cli("build", "--target", "x86", "--student", "mobilenet_v9", "--out", str(tmp_path / "out"))
     assert_one_line_error(done, "unknown model 'mobilenet_v9'", "mobilenet_v2")
     assert not (tmp_path / "out").exists()
 
@@ -71,7 +50,7 @@ def test_teacher_class_count_mismatch(tmp_path, image_folder):
     teacher = tmp_path / "teacher.pt"
     torch.save(create_model("resnet18", 7, small_input=True).state_dict(), teacher)
     out = tmp_path / "out"
-    done = edgekd("build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher), "--out", str(out))
+    done = cli("build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher), "--out", str(out))
     assert_one_line_error(done, "predicts 7 classes but the data has 3")
     assert_nothing_written(out)
 
@@ -93,7 +72,7 @@ def test_unreadable_teacher_file(tmp_path, image_folder, suffix):
     teacher = tmp_path / f"teacher{suffix}"
     teacher.write_bytes(b"this is not a model")
     out = tmp_path / "out"
-    done = edgekd("build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher), "--out", str(out))
+    done = cli("build", "--target", "x86", "--data", str(image_folder), "--teacher", str(teacher), "--out", str(out))
     assert_one_line_error(done, str(teacher))
     assert_nothing_written(out)
 
@@ -104,7 +83,7 @@ def test_unreadable_teacher_file(tmp_path, image_folder, suffix):
 def test_config_typo_suggests_the_key(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[distil]\nloss = 'kd'\n")
-    done = edgekd("build", "--target", "x86", "--config", str(config), "--out", str(tmp_path / "out"))
+    done = cli("build", "--target", "x86", "--config", str(config), "--out", str(tmp_path / "out"))
     assert_one_line_error(done, "unknown key 'distil'", "did you mean 'distill'")
 
 
@@ -112,12 +91,12 @@ def test_config_typo_suggests_the_key(tmp_path):
 def test_config_out_of_range_value(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("[data]\ninput_size = 2\n")
-    done = edgekd("build", "--target", "x86", "--config", str(config), "--out", str(tmp_path / "out"))
+    done = cli("build", "--target", "x86", "--config", str(config), "--out", str(tmp_path / "out"))
     assert_one_line_error(done, "data.input_size", "greater than or equal to 8")
 
 
 def test_targets_lists_the_profiles():
-    done = edgekd("targets")
+    done = cli("targets")
     assert done.returncode == 0
     names = [line.split()[0] for line in done.stdout.splitlines()]
     assert {"x86", "arm", "cuda"} <= set(names)

@@ -9,8 +9,7 @@ import torch
 from edgekd.config import load_config
 from edgekd.errors import EdgekdError
 from tests.bad_inputs import bad_input
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_one_line_error, edgekd
+from tests.helpers import assert_one_line_error, cli, edgekd
 
 
 @pytest.mark.parametrize(

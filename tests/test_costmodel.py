@@ -18,7 +18,8 @@ from edgekd.stages.bench import BenchConfig, bench, board_estimates
 from edgekd.stages.export import ExportConfig, export
 from edgekd.targets import load_target
 from edgekd.targets.costmodel import RUNTIME_RATIOS, CostModel, estimate, layers, ncnn_ms, why_not_estimated
-from tests.test_export import PREPROCESSING, trained_like
+from edgekd.targets.kinds import place
+from tests.helpers import PREPROCESSING, trained_like
 
 
 def conv_graph(path, group: int, cin: int, quantized: bool) -> str:
@@ -104,19 +105,20 @@ def test_board_rows_are_estimated_and_labelled(board, artifacts):
     target = load_target(board)
     model = target.cost_model
     assert "ncnn" in model.source and "leave-one-out" in model.calibration and 0 < model.loo_error < 1
-    rows = bench(FLOPS_ONLY, artifacts, target)
-    assert [r["runtime"] for r in rows] == ["onnxruntime", "openvino"]  # the IR: estimated from its ONNX twin
+    rows = bench(FLOPS_ONLY, artifacts, place(target))
+    assert [r.runtime for r in rows] == ["onnxruntime", "openvino"]  # the IR: estimated from its ONNX twin
     for row in rows:
-        assert row["status"] == "ok" and row["measured"] is False
-        assert row["p50_ms"] > 0 and "ncnn" in row["estimated_by"] and "published pair" in row["scaled_by"]
-        assert row["estimate"].endswith(f"(estimated from FLOPs, {model.board})") and "±" in row["estimate"]
-        assert "arm_profiles = false" in row["estimated_by"]  # says why it is not the instruction estimate
-        assert not {"p90_ms", "p99_ms", "peak_rss_mb"} & set(row)  # nothing claimed beyond the estimate
-        assert cell(row, "p50_ms", "{:.3f}") == row["estimate"]  # never a bare number in a table
+        assert row.status == "ok" and row.measured is False
+        assert row.p50_ms > 0 and "ncnn" in row.estimated_by and "published pair" in row.scaled_by
+        assert row.estimate.endswith(f"(estimated from FLOPs, {model.board})") and "±" in row.estimate
+        assert "arm_profiles = false" in row.estimated_by  # says why it is not the instruction estimate
+        assert not {"p90_ms", "p99_ms", "peak_rss_mb"} & row.model_fields_set  # nothing claimed beyond the estimate
+        assert cell(row, "p50_ms", "{:.3f}") == row.estimate  # never a bare number in a table
 
 
 def test_arm_gets_every_named_boards_estimates(artifacts):
-    boards = board_estimates(artifacts, load_target("arm"), FLOPS_ONLY)
-    assert [b["target"] for b in boards] == ["jetson-orin-cpu", "rpi4", "rpi5"]
-    assert all(r["status"] == "ok" for b in boards for r in b["rows"])
-    assert board_estimates(artifacts, load_target("rpi5"), FLOPS_ONLY) == []  # a board's own table carries its estimate
+    boards = board_estimates(artifacts, place(load_target("arm")), FLOPS_ONLY)
+    assert [b.target for b in boards] == ["jetson-orin-cpu", "rpi4", "rpi5"]
+    assert all(r.status == "ok" for b in boards for r in b.rows)
+    # a board's own table carries its estimate
+    assert board_estimates(artifacts, place(load_target("rpi5")), FLOPS_ONLY) == []

@@ -21,9 +21,7 @@ from edgekd.data.files import split_mismatch
 from edgekd.data.images import usable_images
 from edgekd.data.loading import DataConfig, load_data
 from tests.bad_inputs import bad_input
-from tests.conftest import TINY_CONFIG, write_image_folder
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_one_line_error
+from tests.helpers import assert_one_line_error, cli, write_config, write_image_folder
 
 CAFE_NFC = unicodedata.normalize("NFC", "café")
 CAFE_NFD = unicodedata.normalize("NFD", "café")
@@ -45,9 +43,7 @@ def images_in(root: Path, skip_bad: bool = False) -> int:
 
 def refused(root: Path, tmp_path: Path, *fragments: str, skip_bad: bool = False) -> None:
     """A build on `root` stops before any training with one line holding `fragments`."""
-    config = tmp_path / "tiny.toml"
-    extra = "skip_bad_images = true\n" if skip_bad else ""
-    config.write_text(TINY_CONFIG.format(student="mobilenet_v3_small").replace("[data]\n", f"[data]\n{extra}"))
+    config = write_config(tmp_path / "tiny.toml", {"data.skip_bad_images": True} if skip_bad else {})
     out = tmp_path / "out"
     done = cli("build", "--target", "x86", "--config", str(config), "--data", str(root), "--out", str(out))
     assert_one_line_error(done, *fragments)
@@ -320,8 +316,7 @@ def test_a_build_over_every_oddity_on_a_read_only_mount(tmp_path):
     )
     if probe.returncode != 0:
         pytest.skip(f"no mount namespace here: {probe.stderr.decode().strip()}")
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_CONFIG.format(student="mobilenet_v3_small") + '\n[export]\nformats = ["onnx"]\n')
+    config = write_config(tmp_path / "tiny.toml", {"export.formats": ["onnx"]})
     build = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(config)]
     build += ["--data", str(mount), "--out", str(tmp_path / "out")]
     script = 'mount --bind -o ro "$0" "$1" && touch "$1/x" 2>/dev/null && exit 9; shift; exec "$@"'

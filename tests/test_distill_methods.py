@@ -5,18 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 from edgekd.data.loading import Data, DataConfig, load_data
 from edgekd.io import sha256
 from edgekd.losses import StudentSpec, create_loss
 from edgekd.models import create_model
-from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student
+from edgekd.stages.distill import DistillConfig, distill, load_student
 from edgekd.training.loop import TrainConfig, load_checkpoint, predict
-from tests.conftest import write_image_folder
-
-STUDENT = StudentConfig(name="mobilenet_v3_small", small_input=True)
+from tests.helpers import STUDENT, CountingTeacher, write_image_folder
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +20,6 @@ def data(tmp_path_factory) -> Data:
     root = write_image_folder(tmp_path_factory.mktemp("methods") / "images", classes=3, per_class=4, size=8)
     # no augmentation: the teacher's logits would be cached
     return load_data(DataConfig(path=root, input_size=8, augment=[], batch_size=4, workers=0, val_fraction=0.25))
-
-
-class CountingTeacher(nn.Module):
-    """A small real teacher that counts the batches it sees."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-        self.calls = 0
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.calls += 1
-        return self.net(x)
 
 
 def config(loss: str, params: dict | None = None, generations: int = 1) -> DistillConfig:

@@ -22,7 +22,7 @@ from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session, runtime_version
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.targets import load_target
-from tests.test_export import PREPROCESSING, SIZE, trained_like
+from tests.helpers import PREPROCESSING, SIZE, trained_like, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,7 @@ def int8_for_arm(model, folder):
     quantized = qdq_export_mode(insert_fake_quant(model, flavour, calibration)).eval()
     artifacts = export(
         ExportConfig(formats=["onnx", "openvino"]),
-        {"int8": quantized},
+        {"nncf": quantized},
         PREPROCESSING,
         folder,
         Int8Inputs(torch.cat(calibration).numpy(), flavour),
@@ -82,11 +82,7 @@ def test_forced_emulation_without_qemu_fails_with_the_fix(monkeypatch, tmp_path)
 
 
 def test_forced_emulation_without_qemu_stops_the_build_before_training(monkeypatch, tmp_path):
-    from tests.conftest import TINY_CONFIG
-
-    config = tmp_path / "tiny.toml"
-    forced = TINY_CONFIG.format(student="mobilenet_v3_small").replace("[verify]\n", "[verify]\narm_emulation = true\n")
-    config.write_text(forced)
+    config = write_config(tmp_path / "tiny.toml", {"verify.arm_emulation": True})
     bare = tmp_path / "bin"  # a machine without qemu: nothing on PATH
     bare.mkdir()
     command = [sys.executable, "-m", "edgekd", "build", "--target", "arm", "--config", str(config)]
@@ -170,7 +166,7 @@ def test_executorch_programs_run_on_executorchs_aarch64_runtime(rootfs, tmp_path
     prepared = XnnpackBackend().prepare(model, flavour, calibration)
     prepared.eval()
     qat = train_eval_switchable(convert_pt2e(prepared, fold_quantize=False))
-    artifacts = export(ExportConfig(formats=["executorch"]), {"fp32": model, "int8-xnnpack": qat}, PREPROCESSING,
+    artifacts = export(ExportConfig(formats=["executorch"]), {"fp32": model, "xnnpack": qat}, PREPROCESSING,
                        tmp_path)  # fmt: skip
     images = np.random.default_rng(3).standard_normal((8, 3, SIZE, SIZE)).astype(np.float32)
     on_arm = emulation.arm_logits([(a.runtime, a.path) for a in artifacts], images, rootfs)

@@ -10,35 +10,11 @@ import openvino as ov
 import pytest
 import torch
 
-from edgekd.models import create_model
 from edgekd.quantizers.nncf import fold_batchnorm, insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.targets import load_target
-
-SIZE = 16
-PREPROCESSING = {
-    "classes": ["cat", "dog", "emu"],
-    "input_size": [SIZE, SIZE],
-    "layout": "NCHW",
-    "channel_order": "RGB",
-    "resize": "bilinear",
-    "scale": 1 / 255,
-    "mean": [0.5, 0.5, 0.5],
-    "std": [0.5, 0.5, 0.5],
-}
-
-
-def trained_like(name: str) -> torch.nn.Module:
-    """Random weights with BatchNorm statistics set from data, so activations have the
-    ranges of a trained network instead of vanishing layer by layer. Seeded, so a test's
-    model does not depend on which tests ran before it."""
-    torch.manual_seed(0)
-    model = create_model(name, 3, small_input=True).train()
-    with torch.no_grad():
-        for _ in range(5):
-            model(torch.randn(16, 3, SIZE, SIZE))
-    return model.eval()
+from tests.helpers import PREPROCESSING, SIZE, trained_like
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +56,7 @@ def test_int8_export_is_integer_in_both_runtimes_and_matches_fake_quant(images, 
     with torch.no_grad():
         expected = quantized(torch.from_numpy(images)).numpy()
     int8 = Int8Inputs(torch.cat(calibration).numpy(), load_target("x86").int8)
-    artifacts = export(ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, int8)
+    artifacts = export(ExportConfig(), {"nncf": quantized}, PREPROCESSING, tmp_path, int8)
     onnx_int8, ov_int8 = artifacts
     ops = {n.op_type for n in onnx.load(onnx_int8.path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops and "BatchNormalization" not in ops
@@ -103,7 +79,7 @@ def test_int8_squeeze_excitation_convolutions_run_in_int8(tmp_path):
     quantized = qdq_export_mode(insert_fake_quant(trained_like("mobilenet_v3_small"), flavour, calibration)).eval()
     calibration = torch.cat(calibration).numpy()
     for artifact in export(
-        ExportConfig(), {"int8": quantized}, PREPROCESSING, tmp_path, Int8Inputs(calibration, flavour)
+        ExportConfig(), {"nncf": quantized}, PREPROCESSING, tmp_path, Int8Inputs(calibration, flavour)
     ):
         executed = open_session(artifact.runtime, artifact.path, 2).executed_precision()
         assert executed["int8_convs"] == executed["convs"] == 52, (artifact.runtime, executed)

@@ -10,14 +10,13 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, TINY_CONFIG
+from tests.helpers import ROOT, write_config
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_format_from_one_plugin_module_goes_through_the_whole_build(tmp_path):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TINY_CONFIG.format(student="mobilenet_v3_small") + '\n[export]\nformats = ["toy"]\n')
+    config = write_config(tmp_path / "tiny.toml", {"export.formats": ["toy"]})
     out = tmp_path / "out"
     env = {**os.environ, "EDGEKD_PLUGINS": "tests.toy_format", "PYTHONPATH": str(ROOT)}
     command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(config), "--out", str(out)]

@@ -16,7 +16,8 @@ from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
 from edgekd.targets import load_target
 from edgekd.targets.gpu_bench import cuda_device
-from tests.test_export import PREPROCESSING, SIZE, trained_like
+from edgekd.targets.kinds import place
+from tests.helpers import PREPROCESSING, SIZE, trained_like
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +54,14 @@ def test_throughput_batch_and_session_options_reach_the_runtime(exported):
 @pytest.mark.skipif(cuda_device() is not None, reason="this host has a GPU: the rows run (benchmarks/gpu_latency.py)")
 def test_cuda_target_without_gpu_reports_not_run_with_reasons(exported):
     _, artifacts = exported
-    rows = bench(BenchConfig(warmup=1, runs=2), artifacts, load_target("cuda"))
-    by_runtime = {r["runtime"]: r for r in rows}
+    rows = bench(BenchConfig(warmup=1, runs=2), artifacts, place(load_target("cuda")))
+    by_runtime = {r.runtime: r for r in rows}
     assert set(by_runtime) == {"onnxruntime-cuda", "tensorrt", "torch-cuda"}
     for row in rows:
-        assert row["status"] == "not run" and "p50_ms" not in row
+        assert row.status == "not run" and "p50_ms" not in row.model_fields_set
     import onnxruntime
 
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        assert "onnxruntime-gpu is not installed" in by_runtime["onnxruntime-cuda"]["reason"]
-        assert "onnxruntime-gpu is not installed" in by_runtime["tensorrt"]["reason"]
-    assert by_runtime["torch-cuda"]["reason"] == "no CUDA device on this host"
+        assert "onnxruntime-gpu is not installed" in by_runtime["onnxruntime-cuda"].reason
+        assert "onnxruntime-gpu is not installed" in by_runtime["tensorrt"].reason
+    assert by_runtime["torch-cuda"].reason == "no CUDA device on this host"

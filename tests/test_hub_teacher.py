@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_CONFIG
+from tests.helpers import checkpoint, write_config
 
 pytestmark = pytest.mark.slow
 REPO = "edgekd-tests/resnet18-digits"
@@ -41,14 +41,11 @@ def edgekd(*args: str, cache: Path) -> subprocess.CompletedProcess:
 def test_a_hub_teacher_is_read_from_the_cache_and_distills(tmp_path):
     digits = [str(i) for i in range(10)]  # the embedded data's class folders
     seed_hub_cache(tmp_path / "hub", REPO, digits)
-    config = tmp_path / "tiny.toml"
-    config.write_text(
-        TINY_CONFIG.format(student="mobilenet_v3_small").replace("max_train_samples = 200", "max_train_samples = 64")
-    )
+    config = write_config(tmp_path / "tiny.toml", {"data.max_train_samples": 64})
     result = edgekd("distill", "--config", str(config), "--teacher", f"hf-hub:{REPO}", "--out", str(tmp_path / "out"),
                     cache=tmp_path / "hub")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
-    assert (tmp_path / "out" / "student_fp32.pt").is_file()
+    assert checkpoint(result, "distill").is_file()
 
 
 def test_a_hub_teacher_of_other_classes_or_not_cached_is_one_line(tmp_path):

@@ -17,7 +17,7 @@ from edgekd.formats.onnx import SNIPPET as ONNX_SNIPPET
 from edgekd.predict import preprocess
 from edgekd.stages.export import ExportConfig, export
 from tests.bad_inputs import bad_input
-from tests.test_export import PREPROCESSING, SIZE
+from tests.helpers import PREPROCESSING, SIZE
 
 ROTATE_90 = 6  # EXIF orientation: the camera was turned; viewers rotate the stored pixels 90 degrees
 

@@ -13,9 +13,7 @@ from edgekd.data.images import load_rgb
 from edgekd.data.loading import DataConfig, load_data
 from edgekd.errors import EdgekdError
 from tests.bad_inputs import bad_input
-from tests.conftest import write_image_folder
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_nothing_written, assert_one_line_error, edgekd
+from tests.helpers import assert_nothing_written, assert_one_line_error, cli, edgekd, write_image_folder
 
 
 def pixels(path) -> np.ndarray:

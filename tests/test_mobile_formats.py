@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from PIL import Image
 from edgekd.formats import artifact_of
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, export
-from tests.test_export import PREPROCESSING, SIZE, trained_like
+from tests.helpers import PREPROCESSING, SIZE, checkpoint, cli, trained_like, write_config
 
 MODULES = {"executorch": "executorch.runtime", "tflite": "ai_edge_litert.interpreter", "ncnn": "ncnn"}
 for module in MODULES.values():
@@ -84,7 +85,7 @@ def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(tmp_path):
     prepared = XnnpackBackend().prepare(model, flavour, calibration)
     prepared.eval()  # not inline: torchao's eval of an exported graph returns None
     qat = convert_pt2e(prepared, fold_quantize=False)
-    fp32, int8 = export(ExportConfig(formats=["ncnn"]), {"fp32": model, "int8-xnnpack": qat}, PREPROCESSING, tmp_path)
+    fp32, int8 = export(ExportConfig(formats=["ncnn"]), {"fp32": model, "xnnpack": qat}, PREPROCESSING, tmp_path)
     assert int8.path == str(tmp_path / "student_int8_ncnn/model.ncnn.param") and int8.quantizer == "xnnpack"
     assert int8.size_mb < 0.3 * fp32.size_mb  # int8 weights, as ncnn2int8 stores them
     session = open_session("ncnn", int8.path, 2)
@@ -101,16 +102,20 @@ def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(tmp_path):
     assert session.metadata()["precision"] == "int8"
 
 
-@pytest.mark.slow
-def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(tmp_path):
-    from tests.conftest import TINY_CONFIG
-
-    config = tmp_path / "tiny.toml"
-    formats = '["onnx", "executorch", "tflite", "ncnn"]'
-    config.write_text(TINY_CONFIG.format(student="mobilenet_v3_small") + f"\n[export]\nformats = {formats}\n")
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A build with an int8 format of each QAT backend, and its config (the tiny one, as `tiny_config`,
+    but for the formats: its stages' keys do not depend on them)."""
+    root = tmp_path_factory.mktemp("backends")
+    config = write_config(root / "tiny.toml", {"export.formats": ["onnx", "executorch", "tflite", "ncnn"]})
+    out = root / "out"
     command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(config), "--out", str(out)]
-    done = subprocess.run(command, capture_output=True, text=True)
+    return config, out, subprocess.run(command, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(built):
+    _, out, done = built
     assert done.returncode == 0, done.stderr[-3000:]
     # the native libraries' own logs are kept out of edgekd's output
     for chatter in ("threadpool", "cpuinfo", "XNNPACK delegate", "pass_level", "LiteRT-Torch Convert"):
@@ -144,8 +149,7 @@ def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_whi
         snippet = report["snippet"][runtime]
         assert f"```python\n{snippet.rstrip()}\n```" in (out / "report.md").read_text()
         path = artifacts[f"{fmt}-{precision}"]["path"]
-        predicted = subprocess.run([sys.executable, "-m", "edgekd", "predict", path, str(out / "image.jpg"),
-                                    "--top-k", "1", "--json"], capture_output=True, text=True)  # fmt: skip
+        predicted = cli("predict", path, str(out / "image.jpg"), "--top-k", "1", "--json")
         assert predicted.returncode == 0, predicted.stderr[-2000:]
         top = json.loads(predicted.stdout)[0]["top"][0]
         ran = subprocess.run([sys.executable, "-c", snippet], cwd=out, capture_output=True, text=True)
@@ -155,18 +159,27 @@ def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_whi
 
 
 @pytest.mark.slow
-def test_the_step_by_step_commands_train_and_export_each_backends_int8(tmp_path, tiny_config):
-    from tests.inprocess import cli
-
+def test_the_step_by_step_commands_are_the_builds_stages_and_export_each_backends_int8(tmp_path, built):
+    config, built_out, done = built
+    assert done.returncode == 0, done.stderr[-3000:]
     out = tmp_path / "out"
-    assert cli("distill", "--config", str(tiny_config), "--out", str(out)).returncode == 0
-    quantized = cli("quantize", str(out / "student_fp32.pt"), "--target", "arm", "--quantizer", "xnnpack",
-                    "--config", str(tiny_config), "--out", str(out))  # fmt: skip
+    shutil.copytree(built_out / "work", out / "work")  # what the build trained (training itself: test_build_spec)
+    distilled = cli("distill", "--config", str(config), "--out", str(out))
+    assert distilled.returncode == 0, distilled.stderr[-2000:]
+    student = checkpoint(distilled, "distill")
+    assert student.parent.parent == out / "work" and student.is_file()  # the build's own distill stage
+    written = student.stat().st_mtime_ns
+    quantized = cli("quantize", "--target", "x86", "--quantizer", "xnnpack", "--config", str(config),
+                    "--out", str(out))  # fmt: skip
     assert quantized.returncode == 0, quantized.stderr[-2000:]
-    qat = out / "quantize-xnnpack" / "student_int8_qat.pt"
-    assert quantized.stdout.strip().endswith(f"int8 student (xnnpack): {qat}")
+    assert checkpoint(quantized, "distill") == student and student.stat().st_mtime_ns == written  # reused
+    qat = checkpoint(quantized, "quantize-xnnpack")
+    assert qat.parent.name.startswith("quantize-xnnpack-") and qat.is_file()
+    assert (qat.parent.name, qat.read_bytes()) in [  # the build's XNNPACK QAT, reused
+        (p.parent.name, p.read_bytes()) for p in (built_out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt")
+    ]
     formats = 'export.formats=["onnx", "tflite"]'
-    exported = cli("export", str(out / "student_fp32.pt"), str(qat), "--set", formats, "--out", str(out / "artifacts"))
+    exported = cli("export", str(student), str(qat), "--set", formats, "--out", str(out / "artifacts"))
     assert exported.returncode == 0, exported.stderr[-2000:]
     names = [line.split(":")[0] for line in exported.stdout.splitlines()]
     assert names == ["onnx-fp32", "tflite-fp32", "tflite-int8"]
@@ -180,7 +193,7 @@ def test_the_step_by_step_commands_train_and_export_each_backends_int8(tmp_path,
         "activations": "s8", "weights": "s8", "per_channel": True, "reduce_range": False,
     }  # fmt: skip
     twice = cli("export", str(qat), str(qat), "--out", str(out / "twice"))
-    assert twice.returncode == 2 and "a second int8-xnnpack checkpoint" in twice.stderr
+    assert twice.returncode == 2 and "a second xnnpack checkpoint" in twice.stderr
 
 
 @pytest.mark.parametrize(

@@ -16,25 +16,18 @@ from edgekd.pipeline import prepare_teacher
 from edgekd.stages.distill import distill
 from edgekd.training.loop import predict
 from edgekd.training.teachers import TeacherConfig, TeacherEnsemble, load_teachers
-from tests.conftest import TINY_CONFIG
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_one_line_error
-from tests.test_teacher_files import CLASSES, onnx_teacher, tiny_net
+from tests.helpers import CLASSES, TINY, assert_one_line_error, checkpoint, cli, onnx_teacher, tiny_net, write_config
 
-MULTI = (
-    '[distill]\nloss = "multi_teacher"\n'
-    "params = { weights = [1.0, 3.0], temperature = 4.0, ce_weight = 0.1, kd_weight = 0.9 }\n"
-)
+MULTI = {
+    "loss": "multi_teacher", "params": {"weights": [1.0, 3.0], "temperature": 4.0, "ce_weight": 0.1, "kd_weight": 0.9},
+}  # fmt: skip
 
 
-def write_config(tmp_path, distill: str = MULTI, quantize: str = "") -> str:
-    """The tiny config with its [distill] section replaced and `quantize` keys added."""
-    text = TINY_CONFIG.format(student="mobilenet_v3_small")
-    start, end = text.index("[distill]"), text.index("[quantize]")
-    text = text[:start] + distill + 'train = { epochs = 1, lr = 0.003, optimizer = "adamw" }\n\n' + text[end:]
-    path = tmp_path / "multi.toml"
-    path.write_text(text.replace("[quantize]\n", "[quantize]\n" + quantize))
-    return str(path)
+def multi_config(tmp_path, distill: dict = MULTI, quantize: dict | None = None) -> str:
+    """The tiny config with its [distill] section replaced (its training kept) and `quantize` keys added."""
+    settings = {"distill": distill | {"train": TINY["distill"]["train"]}}
+    settings |= {f"quantize.{key}": value for key, value in (quantize or {}).items()}
+    return str(write_config(tmp_path / "multi.toml", settings))
 
 
 @pytest.fixture
@@ -67,24 +60,23 @@ def test_ensemble_stacks_the_teachers_logits_batch_first(tmp_path):
 
 
 def test_distill_from_two_teacher_files_with_multi_teacher(tmp_path, image_folder, teachers):
-    config, out = write_config(tmp_path), tmp_path / "out"
+    config, out = multi_config(tmp_path), tmp_path / "out"
     args = ["--data", str(image_folder), "--teacher", teachers[0], "--teacher", teachers[1]]
     done = cli("distill", *args, "--config", config, "--out", str(out))
     assert done.returncode == 0, done.stderr  # weights = [1, 3]: the loss saw [batch, 2, classes]
-    assert f"student: {out / 'student_fp32.pt'}" in done.stdout
-    assert (out / "student_fp32.pt").is_file()
+    assert checkpoint(done, "distill").is_file()
 
 
 def test_two_teachers_as_the_pipeline_prepares_them(tmp_path, image_folder, teachers):
-    cfg = load_config(write_config(tmp_path), teachers=teachers)
+    cfg = load_config(multi_config(tmp_path), teachers=teachers)
     cfg.data.path = image_folder
     assert cfg.teacher.path.name == "teacher1.pt" and [p.name for p in cfg.teacher.extra] == ["teacher2.pt"]
     data = load_data(cfg.data)
     teacher = prepare_teacher(cfg, data, tmp_path / "out", resume=False)
     assert teacher.source == ", ".join(teachers)
-    kd = write_config(tmp_path, '[distill]\nloss = "kd"\n')
+    kd = multi_config(tmp_path, {"loss": "kd"})
     one = prepare_teacher(load_config(kd, teachers=teachers[:1]), data, tmp_path, False)
-    swapped = prepare_teacher(load_config(write_config(tmp_path), teachers=teachers[::-1]), data, tmp_path, False)
+    swapped = prepare_teacher(load_config(multi_config(tmp_path), teachers=teachers[::-1]), data, tmp_path, False)
     assert len({teacher.key, one.key, swapped.key}) == 3  # every file counts, in order (weights follow it)
     logits, labels = predict(teacher.model, data.loader("val"))
     mean_softmax = logits.softmax(2).mean(1)
@@ -100,19 +92,19 @@ def test_two_teachers_as_the_pipeline_prepares_them(tmp_path, image_folder, teac
 @pytest.mark.parametrize(
     "section, quantize, fragments",
     [
-        ('[distill]\nloss = "kd"\n', "", ["distill: 2 teachers given but loss 'kd' takes", 'loss = "multi_teacher"']),
-        (MULTI, 'loss = "dkd"\n', ["quantize: 2 teachers given but loss 'dkd'", '"multi_teacher"']),
+        ({"loss": "kd"}, None, ["distill: 2 teachers given but loss 'kd' takes", 'loss = "multi_teacher"']),
+        (MULTI, {"loss": "dkd"}, ["quantize: 2 teachers given but loss 'dkd'", '"multi_teacher"']),
         (
-            '[distill]\nloss = "multi_teacher"\nparams = { weights = [1.0, 2.0, 3.0] }\n',
-            "",
+            {"loss": "multi_teacher", "params": {"weights": [1.0, 2.0, 3.0]}},
+            None,
             ["distill: multi_teacher has 3 weights for 2 teacher(s)", "teacher.path, then teacher.extra"],
         ),
-        (MULTI.replace("[distill]\n", "[distill]\ngenerations = 2\n"), "", ["remove weights or set generations = 1"]),
+        (MULTI | {"generations": 2}, None, ["remove weights or set generations = 1"]),
     ],
     ids=["kd", "quantize-dkd", "weight-count", "generations"],
 )
 def test_two_teachers_with_a_loss_that_cannot_take_them(tmp_path, image_folder, teachers, section, quantize, fragments):
-    config, out = write_config(tmp_path, section, quantize), tmp_path / "out"
+    config, out = multi_config(tmp_path, section, quantize), tmp_path / "out"
     args = ["--data", str(image_folder), "--teacher", teachers[0], "--teacher", teachers[1]]
     done = cli("distill", *args, "--config", config, "--out", str(out))
     assert_one_line_error(done, config, *fragments)

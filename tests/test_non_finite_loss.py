@@ -14,9 +14,15 @@ from torch.utils.data import DataLoader, TensorDataset
 from edgekd.errors import EdgekdError
 from edgekd.training.loop import TrainConfig, fit, load_checkpoint
 from tests.bad_inputs import bad_input
-from tests.test_cli_errors import assert_one_line_error
-from tests.test_teacher_checks import MeanColourTeacher, config, export, said
-from tests.test_teacher_files import tiny_net
+from tests.helpers import (
+    FP32_ONNX,
+    MeanColourTeacher,
+    assert_one_line_error,
+    export_teacher,
+    said,
+    tiny_net,
+    write_config,
+)
 
 
 class DivergingLoss:
@@ -56,8 +62,9 @@ def test_nan_in_epoch_2_keeps_epoch_1_and_resume_goes_on_from_it(tmp_path):
     'the stage stops: "the loss became nan in epoch 2/2", names the lr setting; the last checkpoint stays',
 )
 def test_a_diverging_distillation_stops_naming_the_stage_epoch_and_setting(tmp_path, image_folder):
-    teacher = export(MeanColourTeacher(), tmp_path / "teacher.onnx")
-    args = ["build", "--target", "x86", "--config", str(config(tmp_path)), "--data", str(image_folder)]
+    teacher = export_teacher(MeanColourTeacher(), tmp_path / "teacher.onnx")
+    config = write_config(tmp_path / "tiny.toml", FP32_ONNX | {"teacher.check_accuracy": True})
+    args = ["build", "--target", "x86", "--config", str(config), "--data", str(image_folder)]
     args += ["--teacher", str(teacher), "--out", str(tmp_path / "out")]
     args += ["--set", "distill.train.epochs=2", "--set", "distill.train.lr=1e30"]
     done = subprocess.run([sys.executable, "-m", "edgekd", *args], capture_output=True, text=True)

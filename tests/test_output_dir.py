@@ -16,7 +16,7 @@ import torch
 from edgekd.errors import EdgekdError
 from edgekd.io import atomic_path, save_torch
 from tests.bad_inputs import bad_input
-from tests.test_cli_errors import assert_one_line_error, edgekd
+from tests.helpers import assert_one_line_error, edgekd
 
 
 def mount(*args: str) -> bool:

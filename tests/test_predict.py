@@ -14,8 +14,7 @@ from PIL import Image
 from torchvision import transforms
 
 from edgekd.stages.export import ExportConfig, export
-from tests.test_cli_errors import assert_one_line_error, edgekd
-from tests.test_export import PREPROCESSING, SIZE, trained_like
+from tests.helpers import PREPROCESSING, SIZE, assert_one_line_error, cli, edgekd, trained_like
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +65,7 @@ def test_predict_matches_pytorch_on_image_files(exported, fmt):
 
 def test_predict_prints_class_names_and_probabilities(exported):
     _, artifacts, images = exported
-    done = edgekd("predict", artifacts[0].path, str(images[0]), "--top-k", "2")
+    done = cli("predict", artifacts[0].path, str(images[0]), "--top-k", "2")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == str(images[0]) and len(lines) == 3
@@ -79,11 +78,11 @@ def test_predict_bad_inputs_are_one_line_errors(exported, tmp_path):
     _, artifacts, images = exported
     not_image = tmp_path / "notes.jpg"
     not_image.write_text("not an image")
-    assert_one_line_error(edgekd("predict", artifacts[0].path, str(not_image)), "cannot read image", "notes.jpg")
+    assert_one_line_error(cli("predict", artifacts[0].path, str(not_image)), "cannot read image", "notes.jpg")
     bare = tmp_path / "bare.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 2, 1), torch.zeros(1, 3, 4, 4), str(bare), dynamo=False)
-    assert_one_line_error(edgekd("predict", str(bare), str(images[0])), "no preprocessing metadata")
-    assert_one_line_error(edgekd("predict", str(images[0]), str(images[0])), "not a file edgekd exports", "ONNX: .onnx")
+    assert_one_line_error(cli("predict", str(bare), str(images[0])), "no preprocessing metadata")
+    assert_one_line_error(cli("predict", str(images[0]), str(images[0])), "not a file edgekd exports", "ONNX: .onnx")
 
 
 def test_predict_runs_without_torch_installed(exported):

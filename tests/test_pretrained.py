@@ -9,7 +9,7 @@ from safetensors.torch import save_file
 from edgekd.config import PipelineConfig, resolve_preprocessing
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model, model_card
-from tests.inprocess import cli
+from tests.helpers import cli
 
 OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}
 
@@ -162,7 +162,7 @@ def test_the_readme_timm_table_is_the_benchmarks_and_a_failing_model_stops_at_co
     import json
 
     from edgekd.models.timm_models import SUPPORT_TABLE, support_markdown
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     facts = json.loads(SUPPORT_TABLE.read_text())
     assert support_markdown(facts) in (ROOT / "README.md").read_text(), "run benchmarks/timm_models.py --write"

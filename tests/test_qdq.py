@@ -26,7 +26,7 @@ from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.targets import load_target
-from tests.test_export import PREPROCESSING, SIZE, trained_like
+from tests.helpers import PREPROCESSING, SIZE, trained_like
 
 
 def test_quantize_linear_rounds_half_to_even_and_saturates():
@@ -118,7 +118,7 @@ def test_onnxruntime_layout_fuses_every_conv_and_keeps_accuracy(tmp_path):
     calib = torch.cat(calibration).numpy()
     (fp32,) = export(ExportConfig(formats=["onnx"]), {"fp32": model}, PREPROCESSING, tmp_path / "fp32")
     (int8,) = export(
-        ExportConfig(formats=["onnx"]), {"int8": quantized}, PREPROCESSING, tmp_path, Int8Inputs(calib, flavour)
+        ExportConfig(formats=["onnx"]), {"nncf": quantized}, PREPROCESSING, tmp_path, Int8Inputs(calib, flavour)
     )
     session = open_session("onnxruntime", int8.path, 2)
     got = session.run(images)

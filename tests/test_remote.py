@@ -15,7 +15,7 @@ import pytest
 
 from edgekd.errors import EdgekdError
 from edgekd.targets.remote import SshDevice, parse_device
-from tests.test_cli_errors import assert_one_line_error, edgekd
+from tests.helpers import assert_one_line_error, cli, edgekd
 
 SSHD = "/usr/sbin/sshd"
 
@@ -72,7 +72,7 @@ def exported(tmp_path_factory):
     from edgekd.formats import FORMATS
     from edgekd.runtime import runtime_version
     from edgekd.stages.export import ExportConfig, export
-    from tests.test_export import PREPROCESSING, trained_like
+    from tests.helpers import PREPROCESSING, trained_like
 
     out = tmp_path_factory.mktemp("device") / "artifacts"
     # ONNX and OpenVINO first, then each mobile format whose runtime (its extra) is installed here
@@ -133,7 +133,7 @@ def test_bad_device_urls_are_refused(url, fragment):
 def test_bad_device_url_is_a_one_line_error_before_any_work(tmp_path):
     onnx = tmp_path / "m.onnx"
     onnx.write_bytes(b"")
-    assert_one_line_error(edgekd("bench", str(onnx), "--device", "ssh://pi@host:0x16"), "port must be a number")
+    assert_one_line_error(cli("bench", str(onnx), "--device", "ssh://pi@host:0x16"), "port must be a number")
 
 
 def test_unreachable_device_is_refused():
@@ -147,7 +147,8 @@ def test_unreachable_device_is_refused():
 def test_device_of_another_architecture_is_refused(sshd, exported):
     from edgekd.stages.bench import BenchConfig, bench
     from edgekd.targets import load_target
+    from edgekd.targets.kinds import place
 
     url, _ = sshd
     with pytest.raises(EdgekdError, match="is x86_64 but target 'arm' is aarch64"):
-        bench(BenchConfig(warmup=1, runs=2), exported, load_target("arm"), parse_device(url))
+        bench(BenchConfig(warmup=1, runs=2), exported, place(load_target("arm"), parse_device(url)))

@@ -18,45 +18,48 @@ from PIL import Image
 
 from edgekd.data.loading import DataConfig, load_data
 from edgekd.reporting.environment import environment
+from edgekd.reporting.schema import ArtifactFacts, DataFacts, Environment, Row, StudentFacts, TeacherFacts
 from edgekd.reporting.tables import pareto, recommend, table_rows
 from edgekd.stages.bench import BenchConfig, bench
 from edgekd.stages.export import ExportConfig, export
-from edgekd.stages.report import write_report
+from edgekd.stages.report import make_report, make_table, write_report
 from edgekd.stages.verify import VerifyConfig, verify
-from edgekd.targets import host_target
+from edgekd.targets.kinds import host_placement
 from edgekd.training.loop import predict
-from tests.conftest import write_image_folder
-from tests.test_cli_errors import assert_one_line_error, edgekd
-from tests.test_export import PREPROCESSING, SIZE, trained_like
+from tests.helpers import PREPROCESSING, SIZE, assert_one_line_error, cli, edgekd, trained_like, write_image_folder
 
 
-def real_report(out: Path, model, data, artifacts, bench_cfg: BenchConfig, target=None) -> dict:
-    """What `pipeline.build` does after training: verify, benchmark and write the report."""
-    target = target or host_target()
-    checks = verify(VerifyConfig(), artifacts, {"fp32": predict(model, data.loader("val"))[0]}, data, target)
-    facts = [a.to_dict() | {"verification": v.to_dict()} for a, v in zip(artifacts, checks)]
-    tables = []
-    for each in [host_target()] + ([target] if target.name != "host" else []):
-        rows = table_rows(facts, bench(bench_cfg, artifacts, each), on_host=each.runs_on_host())
-        tables.append(
-            {"target": each.name, "description": each.description, "arch": each.arch, "threads": each.threads}
-            | {"measured": any(r.get("measured") for r in rows), "int8": each.int8.model_dump(), "rows": rows}
-        )
-    return write_report(
+def real_report(out: Path, model, data, artifacts, bench_cfg: BenchConfig) -> dict:
+    """What `pipeline.build` does after training on this host's table: verify, benchmark and
+    write the report; returns report.json's content."""
+    host = host_placement()
+    checks = verify(VerifyConfig(), artifacts, {"fp32": predict(model, data.loader("val"))[0]}, data, host)
+    facts = [ArtifactFacts(**a.to_dict(), verification=v) for a, v in zip(artifacts, checks)]
+    rows = table_rows(facts, bench(bench_cfg, artifacts, host), on_host=True)
+    each = host.target
+    table = {"target": each.name, "measured_on": None, "description": each.description, "arch": each.arch}
+    table |= {"threads": each.threads, "int8": each.int8.model_dump()}
+    report = make_report(
         {
-            "target": target.name,
+            "target": each.name,
             "edgekd_version": "test",
             "config": {},
-            "environment": environment(),
-            "data": {"path": str(data.config.path), "classes": data.classes, "train_samples": len(data.train)}
-            | {"val_samples": len(data.val), "input_size": SIZE},
-            "teacher": {"source": "none (test)", "val_accuracy": 0.0},
-            "student": {"arch": "mobilenet_v3_small", "val_accuracy_fp32": 0.0, "val_accuracy_int8": None},
+            "environment": Environment(**environment()),
+            "data": DataFacts(
+                path=str(data.config.path),
+                classes=data.classes,
+                train_samples=len(data.train),
+                val_samples=len(data.val),
+                input_size=SIZE,
+            ),  # fmt: skip
+            "teacher": TeacherFacts(source="none (test)", val_accuracy=0.0),
+            "student": StudentFacts(arch="mobilenet_v3_small", val_accuracy_fp32=0.0, val_accuracy_int8=None),
             "artifacts": facts,
-            "tables": tables,
+            "tables": [make_table(table, rows, [], out)],
         },
         out,
     )
+    return write_report(report, out).to_json()
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +90,7 @@ def test_pareto_front_keeps_only_undominated_artifacts():
         {"artifact": "tie-slower", "status": "ok", "p50_ms": 4.5, "accuracy": 0.90},
         {"artifact": "skipped", "status": "not run", "accuracy": 0.99},
     ]
-    assert pareto(rows) == ["fast-worst", "middle", "slow-best"]
+    assert pareto([Row(**row) for row in rows]) == ["fast-worst", "middle", "slow-best"]
 
 
 def onnx_pair(int8_accuracy: float, int8_ms: float, fp32_accuracy: float, fp32_ms: float) -> list[dict]:
@@ -107,7 +110,7 @@ def onnx_pair(int8_accuracy: float, int8_ms: float, fp32_accuracy: float, fp32_m
     ],
 )
 def test_recommendation_and_notes_agree(rows, expected):
-    choice, notes = recommend(rows)
+    choice, notes = recommend([Row(**row) for row in rows])
     assert choice == expected
     assert len(notes) == 1 and notes[0].startswith("int8 is not faster than fp32 in onnxruntime")
     assert ("ship fp32" in notes[0]) == (choice == "onnx-fp32"), notes
@@ -213,5 +216,5 @@ def test_report_compares_two_runs(runs):
 
 def test_report_rejects_what_is_not_a_report(tmp_path, runs):
     a, _, _ = runs
-    assert_one_line_error(edgekd("report", str(a), str(tmp_path)), "is not an edgekd report")
-    assert_one_line_error(edgekd("report", str(a), str(a), str(a)), "one run, or two to compare")
+    assert_one_line_error(cli("report", str(a), str(tmp_path)), "is not an edgekd report")
+    assert_one_line_error(cli("report", str(a), str(a), str(a)), "one run, or two to compare")

@@ -21,47 +21,17 @@ import torch
 
 from edgekd.io import sha256
 from tests.bad_inputs import bad_input
-from tests.conftest import write_image_folder
-from tests.test_cli_errors import assert_one_line_error
+from tests.helpers import assert_one_line_error, write_config, write_image_folder
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """
-[data]
-input_size = 16
-augment = []
-batch_size = 8
-workers = 0
-mean = [0.5, 0.5, 0.5]
-std = [0.5, 0.5, 0.5]
-
-[teacher]
-arch = "resnet18"
-train = {{ epochs = 1, lr = 0.003, optimizer = "adamw" }}
-
-[student]
-name = "mobilenet_v3_small"
-
-[distill]
-loss = "kd"
-params = {{ temperature = 4.0, ce_weight = 0.1, kd_weight = 0.9 }}
-train = {{ epochs = {distill_epochs}, lr = {distill_lr}, optimizer = "adamw" }}
-
-[quantize]
-calibration_samples = {calibration}
-train = {{ epochs = 2, lr = 0.0001, optimizer = "adamw", schedule = "cosine" }}
-
-[export]
-formats = ["onnx"]
-
-[verify]
-min_agreement_fp32 = 0.9
-min_agreement_int8 = 0.0
-
-[bench]
-warmup = 1
-runs = 3
-"""
+# the tiny pipeline on every image of a small folder, ONNX alone, int8 agreement not held
+SETTINGS = {
+    "data.batch_size": 8, "data.max_train_samples": None, "data.max_val_samples": None, "teacher.check_accuracy": None,
+    "quantize.train": {"epochs": 2, "lr": 0.0001, "optimizer": "adamw", "schedule": "cosine"},
+    "export.formats": ["onnx"], "verify.min_agreement_fp32": 0.9, "verify.min_agreement_int8": 0.0,
+    "bench": {"warmup": 1, "runs": 3},
+}  # fmt: skip
 DISTILL_EPOCHS = 4
 # a checkpoint of this student with its AdamW state is ~18 MB: a 10 MB size limit stops its write
 FILE_SIZE_LIMIT = 10 * 2**20
@@ -75,8 +45,8 @@ class Run:
         self.write_config()
 
     def write_config(self, distill_lr: float = 0.003, calibration: int = 32) -> None:
-        text = CONFIG.format(distill_epochs=DISTILL_EPOCHS, distill_lr=distill_lr, calibration=calibration)
-        self.config.write_text(text)
+        train = {"epochs": DISTILL_EPOCHS, "lr": distill_lr, "optimizer": "adamw"}
+        write_config(self.config, SETTINGS | {"distill.train": train, "quantize.calibration_samples": calibration})
 
     def command(self, *extra: str) -> list[str]:
         args = ["build", "--target", "x86", "--config", str(self.config), "--data", str(self.data)]

@@ -25,7 +25,7 @@ import psutil
 import pytest
 from PIL import Image
 
-from tests.test_teacher_files import onnx_teacher
+from tests.helpers import checkpoint, onnx_teacher, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -34,26 +34,12 @@ CAP = 1000 * MB
 FOLDER = 1200 * MB
 SIDE = 2048  # 12 MB per uncompressed BMP: few files, cheap to write and to decode
 
-CONFIG = """
-[data]
-input_size = 16
-augment = []
-batch_size = 16
-workers = 1
-val_fraction = 0.25
-mean = [0.5, 0.5, 0.5]
-std = [0.5, 0.5, 0.5]
-
-[teacher]
-check_accuracy = false  # the teacher has random weights: near chance by design
-
-[student]
-name = "mobilenet_v3_small"
-
-[distill]
-loss = "kd"
-train = { epochs = 1, lr = 0.003, optimizer = "adamw" }
-"""
+# distillation alone from a teacher file with random weights (near chance by design), one worker
+SETTINGS = {
+    "data": {"input_size": 16, "augment": [], "batch_size": 16, "workers": 1, "val_fraction": 0.25,
+             "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    "teacher": {"check_accuracy": False}, "distill.params": None, "quantize": None, "verify": None, "bench": None,
+}  # fmt: skip
 
 
 def write_big_folder(root: Path, total: int, classes: int = 3) -> int:
@@ -144,7 +130,7 @@ def big_folder(tmp_path):
 def test_distill_streams_a_folder_larger_than_the_memory_cap(tmp_path, big_folder):
     data = big_folder
     config = tmp_path / "scale.toml"
-    config.write_text(CONFIG)
+    write_config(config, SETTINGS)
     teacher = onnx_teacher(tmp_path / "teacher.onnx", size=16)  # soft labels without a teacher to train
     command = [sys.executable, "-m", "edgekd", "distill", "--config", str(config), "--data", str(data)]
     command += ["--teacher", str(teacher)]
@@ -168,5 +154,5 @@ def test_distill_streams_a_folder_larger_than_the_memory_cap(tmp_path, big_folde
     print(f"peak PSS {watcher.peak / MB:.0f} MB, cap {CAP / MB:.0f} MB, folder {FOLDER / MB:.0f} MB, cgroup {cgroup}")
     assert watcher.peak <= CAP, f"peak {watcher.peak / MB:.0f} MB over the {CAP / MB:.0f} MB cap"
     assert process.returncode == 0, stderr[-3000:]
-    assert (tmp_path / "out" / "student_fp32.pt").is_file()
+    assert checkpoint(subprocess.CompletedProcess(command, 0, stdout, stderr), "distill").is_file()
     assert watcher.peak > 100 * MB  # the watcher saw the run

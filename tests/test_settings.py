@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.reporting.environment import environment
 from edgekd.reporting.text import summary
 from tests.bad_inputs import bad_input
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_one_line_error
+from tests.helpers import assert_one_line_error, cli, report_with_val
 
 
 def build_with(tmp_path, toml: str):
@@ -41,16 +39,6 @@ def test_a_zero_learning_rate_is_refused(tmp_path, stage):
     done, config, out = build_with(tmp_path, f"[{stage}.train]\nlr = 0.0")
     assert_one_line_error(done, f"'{stage}.train.lr'", "greater than 0")
     assert not out.exists()
-
-
-def report_with_val(images: int) -> dict:
-    return {
-        "created": "now",
-        "environment": environment(),
-        "data": {"path": "d", "classes": ["a", "b"], "train_samples": 40, "val_samples": images, "input_size": 32},
-        "teacher": {"source": "t", "val_accuracy": 0.5},
-        "student": {"arch": "s", "val_accuracy_fp32": 0.5},
-    }
 
 
 @bad_input(

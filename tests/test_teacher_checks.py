@@ -15,44 +15,22 @@ from edgekd.reporting.text import summary
 from edgekd.training.teacher_checks import LogProbabilities
 from edgekd.training.teachers import TeacherConfig, load_teacher
 from tests.bad_inputs import bad_input
-from tests.conftest import TINY_CONFIG
-from tests.test_cli_errors import assert_one_line_error
-from tests.test_settings import report_with_val
-from tests.test_teacher_files import CLASSES, tiny_net
-
-
-class MeanColourTeacher(nn.Module):
-    """A teacher that knows `write_image_folder`'s classes (class c's mean colour is 60 c): the
-    nearest class mean, under the tiny config's mean = std = 0.5. `order` permutes its classes
-    (a teacher trained on the class folders in another order); `softmax` ends it with one."""
-
-    def __init__(self, order: tuple[int, ...] = (0, 1, 2), softmax: bool = False):
-        super().__init__()
-        self.register_buffer("means", torch.tensor([(60 * c / 255 - 0.5) / 0.5 for c in order]))
-        self.softmax = softmax
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        logits = -50 * (images.mean(dim=(1, 2, 3))[:, None] - self.means) ** 2
-        return logits.softmax(dim=1) if self.softmax else logits
-
-
-def export(model: nn.Module, path, batch: int = 1):
-    """As users export: a static batch (torch.export's default; ONNX without dynamic_axes)."""
-    example = torch.randn(batch, 3, 16, 16)
-    if path.suffix == ".pt2":
-        torch.export.save(torch.export.export(model.eval(), (example,)), path)
-    else:
-        torch.onnx.export(model.eval(), example, str(path), dynamo=False, input_names=["x"])
-    return path
+from tests.helpers import (
+    CLASSES,
+    FP32_ONNX,
+    MeanColourTeacher,
+    assert_one_line_error,
+    export_teacher,
+    report_with_val,
+    said,
+    tiny_net,
+    write_config,
+)
 
 
 def config(tmp_path, check_accuracy: bool = True):
     """The tiny config with ONNX fp32 alone (no QAT) and the accuracy check as given."""
-    text = TINY_CONFIG.format(student="mobilenet_v3_small")
-    text = text.replace("check_accuracy = false", f"check_accuracy = {str(check_accuracy).lower()}")
-    path = tmp_path / "teacher-checks.toml"
-    path.write_text(text.replace("[quantize]\n", "[quantize]\nenabled = false\n") + '\n[export]\nformats = ["onnx"]\n')
-    return path
+    return write_config(tmp_path / "teacher-checks.toml", FP32_ONNX | {"teacher.check_accuracy": check_accuracy})
 
 
 def edgekd(command: str, tmp_path, data, teacher, check_accuracy: bool = True) -> subprocess.CompletedProcess:
@@ -60,11 +38,6 @@ def edgekd(command: str, tmp_path, data, teacher, check_accuracy: bool = True) -
     args = [command, "--config", str(config(tmp_path, check_accuracy)), "--data", str(data), "--teacher", str(teacher)]
     args += ["--out", str(tmp_path / "out")] + (["--target", "x86"] if command == "build" else [])
     return subprocess.run([sys.executable, "-m", "edgekd", *args], capture_output=True, text=True)
-
-
-def said(done: subprocess.CompletedProcess) -> str:
-    """stderr with the console's line wrapping undone."""
-    return " ".join(done.stderr.split())
 
 
 @pytest.mark.parametrize(
@@ -76,7 +49,7 @@ def said(done: subprocess.CompletedProcess) -> str:
     "run in batches of that size (the last one padded), with a note of the cost",
 )
 def test_a_teacher_with_a_fixed_batch_builds(tmp_path, image_folder, suffix, batch, note):
-    teacher = export(MeanColourTeacher(), tmp_path / f"teacher{suffix}", batch)
+    teacher = export_teacher(MeanColourTeacher(), tmp_path / f"teacher{suffix}", batch)
     done = edgekd("build", tmp_path, image_folder, teacher)
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"exported with a fixed batch of {batch}: it runs {note}" in said(done)
@@ -86,7 +59,7 @@ def test_a_teacher_with_a_fixed_batch_builds(tmp_path, image_folder, suffix, bat
 @pytest.mark.parametrize("suffix, batch", [(".pt2", 1), (".pt2", 4), (".onnx", 1), (".onnx", 4)])
 def test_a_fixed_batch_teacher_gives_each_image_its_own_logits(tmp_path, suffix, batch):
     model = tiny_net().eval()
-    teacher = load_teacher(TeacherConfig(path=export(model, tmp_path / f"t{suffix}", batch)), 3, 16, CLASSES)
+    teacher = load_teacher(TeacherConfig(path=export_teacher(model, tmp_path / f"t{suffix}", batch)), 3, 16, CLASSES)
     images = torch.randn(2 * batch + 1, 3, 16, 16)  # the last batch is padded
     with torch.no_grad():
         assert torch.allclose(teacher(images), model(images), atol=1e-5)
@@ -98,7 +71,7 @@ def test_a_fixed_batch_teacher_gives_each_image_its_own_logits(tmp_path, suffix,
     "distilled from their logarithms (valid logits), with a note",
 )
 def test_a_teacher_that_outputs_probabilities_is_distilled_from_their_logarithms(tmp_path, image_folder):
-    teacher = export(MeanColourTeacher(softmax=True), tmp_path / "softmax.onnx")
+    teacher = export_teacher(MeanColourTeacher(softmax=True), tmp_path / "softmax.onnx")
     done = edgekd("distill", tmp_path, image_folder, teacher)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "its outputs are probabilities (each row in [0, 1], summing to 1), not logits" in said(done)
@@ -112,7 +85,7 @@ def test_a_teacher_with_nan_outputs_stops_before_training(tmp_path, image_folder
     model = tiny_net()
     with torch.no_grad():
         model[-1].bias[1] = float("nan")  # as a diverged training run leaves its weights
-    teacher = export(model, tmp_path / "nan.onnx")
+    teacher = export_teacher(model, tmp_path / "nan.onnx")
     done = edgekd("build", tmp_path, image_folder, teacher)
     assert_one_line_error(done, f"teacher {teacher} outputs NaN or infinity for 4 of 4 val images", "re-export")
     assert not (tmp_path / "out" / "work").exists()
@@ -124,7 +97,8 @@ def test_a_teacher_with_nan_outputs_stops_before_training(tmp_path, image_folder
     'refused before training: "at or below chance", names the causes and `teacher.check_accuracy = false`',
 )
 def test_a_teacher_at_chance_stops_naming_the_usual_causes_and_the_override(tmp_path, image_folder):
-    teacher = export(MeanColourTeacher(order=(1, 2, 0)), tmp_path / "shifted.pt2", batch=4)  # classes in another order
+    shifted = MeanColourTeacher(order=(1, 2, 0))  # classes in another order
+    teacher = export_teacher(shifted, tmp_path / "shifted.pt2", batch=4)
     done = edgekd("build", tmp_path, image_folder, teacher)
     assert_one_line_error(
         done, f"teacher {teacher} scores 0.00% on the 4 val images, at or below chance for 3 classes (33.33%)",
@@ -142,7 +116,7 @@ def test_a_teacher_at_chance_stops_naming_the_usual_causes_and_the_override(tmp_
 )
 def test_a_teacher_below_its_student_is_a_warning_in_the_report():
     report = report_with_val(100)
-    report["teacher"]["val_accuracy"], report["student"]["val_accuracy_fp32"] = 0.4, 0.6
+    report.teacher.val_accuracy, report.student.val_accuracy_fp32 = 0.4, 0.6
     assert "Warning: the teacher's val accuracy (40.00%) is below its distilled student's (60.00%)" in "\n".join(
         summary(report)
     )

@@ -3,37 +3,21 @@ the file and the fix."""
 
 from __future__ import annotations
 
-import json
-
-import onnx
 import pytest
 import torch
-from torch import nn
 
 from edgekd.errors import EdgekdError
 from edgekd.models import create_model
 from edgekd.training.teachers import TeacherConfig, load_teacher
-from tests.inprocess import cli
-from tests.test_cli_errors import assert_nothing_written, assert_one_line_error, edgekd
-
-CLASSES = ["class_0", "class_1", "class_2"]
-
-
-def tiny_net() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
-
-
-def onnx_teacher(path, size: int, classes: list[str] | None = None):
-    torch.onnx.export(tiny_net().eval(), torch.zeros(1, 3, size, size), str(path), dynamo=False, input_names=["x"])
-    if classes is not None:
-        proto = onnx.load(str(path))
-        onnx.helper.set_model_props(proto, {"classes": json.dumps(classes)})
-        onnx.save(proto, str(path))
-    return path
-
-
-def build_with(teacher, data, out, run=cli):
-    return run("build", "--target", "x86", "--data", str(data), "--teacher", str(teacher), "--out", str(out))
+from tests.helpers import (
+    CLASSES,
+    assert_nothing_written,
+    assert_one_line_error,
+    build_with,
+    edgekd,
+    onnx_teacher,
+    tiny_net,
+)
 
 
 def test_onnx_teacher_with_the_wrong_input_shape(tmp_path, image_folder):

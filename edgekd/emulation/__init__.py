@@ -55,20 +55,6 @@ def qemu() -> str | None:
     return shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")
 
 
-# ExecuTorch's Python runtime links libtorch, and PyPI's aarch64 torch 2.14 is a CUDA build that
-# cannot load without CUDA's libraries (gigabytes). torch 2.9.1's aarch64 wheel on PyPI is a CPU
-# build, and executorch 1.0.1 was built against it; its runtime loads the programs 1.5 writes.
-# They go in a folder of their own (half a gigabyte), fetched only when an ExecuTorch artifact is
-# verified, with the few pure-Python packages `import executorch.runtime` needs (pip cannot
-# resolve torch's dependencies for another platform: its markers name x86_64's CUDA wheels).
-# Pinned to the releases checked together.
-EXECUTORCH_STACK = [
-    "torch==2.9.1", "typing_extensions==4.16.0", "sympy==1.14.0", "mpmath==1.4.1", "filelock==4.3.2",
-    "fsspec==2026.9.0", "networkx==3.6.1", "jinja2==3.1.6", "markupsafe==3.0.4", "ruamel.yaml==0.19.1",
-    "pyyaml==6.0.4", "tabulate==0.10.0",
-]  # fmt: skip
-
-
 def releases() -> dict[str, str]:
     """runtime -> the release whose aarch64 build runs under emulation, for the runtimes installed here:
     the host's release, or the session's `arm_release` where the host's has no aarch64 wheel that runs."""
@@ -79,10 +65,10 @@ def releases() -> dict[str, str]:
 
 
 def wheels() -> list[str]:
-    """The aarch64 packages of the runtimes installed here, but ExecuTorch (`executorch_site`)."""
+    """The aarch64 packages of the runtimes installed here, but those with a site of their own (`runtime_site`)."""
     from edgekd.runtime import session_class
 
-    pins = [f"{session_class(n).package}=={v}" for n, v in releases().items() if n != "executorch"]
+    pins = [f"{session_class(n).package}=={v}" for n, v in releases().items() if not session_class(n).arm_site]
     return ["numpy<2.3", *pins]  # numpy 2.3's aarch64 wheels need a newer qemu than Debian 12's 7.2
 
 
@@ -136,11 +122,13 @@ def _build_once(root: Path, what: str, fill) -> Path:
     return root
 
 
-def executorch_site() -> Path:
-    """ExecuTorch's aarch64 runtime and the torch it links, a folder for PYTHONPATH (see EXECUTORCH_STACK)."""
-    from edgekd.runtime.executorch import ExecutorchSession
+def runtime_site(runtime: str) -> Path:
+    """A runtime's aarch64 build with the packages of its `Session.arm_site` (ExecuTorch: the
+    torch it links), a folder for PYTHONPATH beside the root file system, built on first use."""
+    from edgekd.runtime import runtime_version, session_class
 
-    pins = [f"executorch=={ExecutorchSession.arm_release}", *EXECUTORCH_STACK]
+    session = session_class(runtime)
+    pins = [f"{session.package}=={session.arm_release or runtime_version(runtime)}", *session.arm_site]
     root = _cache() / f"arm-{pins[0].replace('==', '')}-{pins[1].replace('==', '')}"
 
     def fill(work: Path) -> dict:
@@ -148,7 +136,14 @@ def executorch_site() -> Path:
         (work / "site").rename(work / "fs")
         return {"wheels": [w.name for w in wheels]}
 
-    return _build_once(root, "ExecuTorch's aarch64 runtime (about 120 MB of downloads)", fill)
+    return _build_once(root, f"{session.package}'s aarch64 runtime and its own packages", fill)
+
+
+def sites(runtimes) -> list[str]:
+    """The folders the guest's PYTHONPATH needs beside the root file system for these runtimes."""
+    from edgekd.runtime import session_class
+
+    return [str(runtime_site(r)) for r in dict.fromkeys(runtimes) if session_class(r).arm_site]
 
 
 def _system_files(fs: Path, cpu: str = CPU) -> None:
@@ -251,9 +246,7 @@ def arm_logits(
         outputs = [str(folder / f"{i}.npy") for i in range(len(jobs))]
         spec = [[runtime, str(Path(path).resolve()), out, threads] for (runtime, path), out in zip(jobs, outputs)]
         (folder / "jobs.json").write_text(json.dumps(spec))
-        site = "/opt/edgekd-site"
-        if any(runtime == "executorch" for runtime, _ in jobs):
-            site += f":{executorch_site()}"
+        site = ":".join(["/opt/edgekd-site", *sites(runtime for runtime, _ in jobs)])
         env = {"PYTHONPATH": f"{folder / 'runtime'}:{site}", "PYTHONHOME": "/usr", "PATH": "/usr/bin:/bin"}
         python = root / "usr" / "bin" / f"python{debian.PYTHON}"
         argv = [qemu(), "-cpu", CPU, "-L", str(root), str(python), "-m", "edgekd.runtime.logits"]

@@ -10,9 +10,8 @@ from edgekd.formats.artifact import (
     artifact_of,
     artifact_root,
     format_of,
-    int8_key,
-    model_key,
     read_preprocessing,
+    student_key,
 )
 from edgekd.formats.base import FORMATS, AppSnippet, Format, Int8Inputs, Preprocessing, app_snippets, metadata
 from edgekd.runtime.base import load_plugins
@@ -24,6 +23,5 @@ load_plugins()
 
 __all__ = [
     "FORMATS", "AppSnippet", "Artifact", "Format", "Int8Inputs", "Preprocessing", "app_snippets", "artifact_of",
-    "artifact_root",
-    "format_of", "int8_key", "metadata", "model_key", "read_preprocessing",
+    "artifact_root", "format_of", "metadata", "read_preprocessing", "student_key",
 ]  # fmt: skip

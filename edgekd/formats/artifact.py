@@ -14,15 +14,10 @@ from edgekd.formats.base import FORMATS, METADATA_KEYS, Format, Preprocessing
 from edgekd.io import sha256, size_mb
 
 
-def int8_key(quantizer: str) -> str:
-    """The key of the int8 model a QAT backend trains: "int8" for NNCF's, "int8-<quantizer>" for another's."""
-    return "int8" if quantizer == "nncf" else f"int8-{quantizer}"
-
-
-def model_key(fmt: Format, precision: str) -> str:
-    """The trained model an artifact of `fmt` at `precision` is exported from: "fp32", or the
-    int8 model of the format's QAT (`int8_key`)."""
-    return "fp32" if precision == "fp32" else int8_key(fmt.quantizer)
+def student_key(precision: str, quantizer: str | None) -> str:
+    """The key of the trained student an artifact of `precision` comes from: "fp32" for the
+    distilled student, else its QAT backend (`Format.quantizer`: nncf, xnnpack)."""
+    return "fp32" if precision == "fp32" else quantizer
 
 
 @dataclass
@@ -40,9 +35,9 @@ class Artifact:
         return asdict(self)
 
     @property
-    def model_key(self) -> str:
-        """The trained model it was exported from (`model_key`)."""
-        return model_key(FORMATS[self.format], self.precision)
+    def student_key(self) -> str:
+        """The trained student it was exported from (`student_key`)."""
+        return student_key(self.precision, self.quantizer)
 
 
 def format_of(path: Path) -> Format:

@@ -8,7 +8,7 @@ from html import escape
 from pathlib import Path
 
 from edgekd.formats import app_snippets
-from edgekd.reporting.tables import row_name
+from edgekd.reporting.schema import Report, Table
 from edgekd.reporting.text import (
     COLUMNS,
     cell,
@@ -33,14 +33,14 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 """
 
 
-def _table(table: dict) -> str:
+def _table(table: Table) -> str:
     head = "".join(f"<th>{escape(title)}</th>" for title, _, _ in COLUMNS)
     body = []
-    for row in table["rows"]:
+    for row in table.rows:
         classes = []
-        if row.get("measured") is False:
+        if row.measured is False:
             classes.append("estimated")
-        if row_name(row) == table.get("recommended"):
+        if row.name == table.recommended:
             classes.append("recommended")
         cells = "".join(f"<td>{escape(cell(row, key, fmt))}</td>" for _, key, fmt in COLUMNS)
         body.append(f'<tr class="{" ".join(classes)}">{cells}</tr>')
@@ -61,33 +61,33 @@ def _plot(path: str | None, target: str) -> str:
     return f'<img class="plot" alt="{escape(target)}: accuracy vs latency" src="data:image/png;base64,{data}">'
 
 
-def render(report: dict) -> str:
-    title = f"edgekd report: {report['student']['arch']} for target {report['target']}"
+def render(report: Report) -> str:
+    title = f"edgekd report: {report.student.arch} for target {report.target}"
     parts = [
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>",
         f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
         "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in summary(report)) + "</ul>",
     ]
-    for table in report["tables"]:
-        parts.append(f"<h2 id='target-{escape(table['target'])}'>{escape(heading(table))}</h2>")
+    for table in report.tables:
+        parts.append(f"<h2 id='target-{escape(table.target)}'>{escape(heading(table))}</h2>")
         parts.append(_table(table))
         items = facts_notes(table)
-        if table.get("estimates"):
+        if table.estimates:
             header, grid = estimate_grid(table)
             parts.append(_grid(header, grid, "Latency on ARM boards, ESTIMATED (no board measured)"))
             items += estimate_notes(table)
-        if table.get("recommended"):
+        if table.recommended:
             items.append(f"Recommended: {recommendation(table)}")
-        if table.get("pareto"):
-            items.append(f"Pareto front (fastest first): {', '.join(table['pareto'])}")
-        items += [f"Note: {note}" for note in table["notes"]]
+        if table.pareto:
+            items.append(f"Pareto front (fastest first): {', '.join(table.pareto)}")
+        items += [f"Note: {note}" for note in table.notes]
         parts.append("<ul class='note'>" + "".join(f"<li>{escape(i)}</li>" for i in items) + "</ul>")
-        parts.append(_plot(table.get("plot"), table["target"]))
-    snippet = report.get("snippet")
+        parts.append(_plot(table.plot, table.target))
+    snippet = report.snippet
     if snippet:
-        parts.append(f"<h2>Ship it: {escape(snippet['artifact'])} ({escape(snippet['target'])})</h2>")
+        parts.append(f"<h2>Ship it: {escape(snippet.artifact)} ({escape(snippet.target)})</h2>")
         for code in app_snippets():
-            if snippet.get(code.key):
-                parts.append(f"<h3>{escape(code.title)}</h3><pre><code>{escape(snippet[code.key])}</code></pre>")
+            if text := getattr(snippet, code.key):
+                parts.append(f"<h3>{escape(code.title)}</h3><pre><code>{escape(text)}</code></pre>")
     parts.append("</body></html>\n")
     return "\n".join(parts)

@@ -1,6 +1,7 @@
-"""report.json, typed: `Report` and what it holds. `write_report` validates every report
-against it before writing, and `docs/report-schema.md` is generated from it
-(`python -m edgekd.reporting.schema`; a test fails while the two differ)."""
+"""report.json, typed: `Report` and what it holds. The pipeline builds one `Report`, and
+report.json, report.md, report.html, the console and `edgekd report A B` render it;
+`docs/report-schema.md` is generated from it (`python -m edgekd.reporting.schema`; a test
+fails while the two differ)."""
 
 from __future__ import annotations
 
@@ -76,9 +77,6 @@ class Verification(Part):
     images: int = Field(0, description="val images behind the target's figures (emulation may use fewer)")
     note: str | None = Field(None, description="why this host's figures differ from the target's, when they do")
 
-    def to_dict(self) -> dict:
-        return self.model_dump()
-
 
 class ArtifactFacts(Part):
     name: str = Field(description="`<format>-<precision>`, e.g. `onnx-int8`")
@@ -143,6 +141,11 @@ class Row(Part):
     )
     extrapolated: str | None = Field(None, description="estimates: why the graph lies outside the fitted range")
 
+    @property
+    def name(self) -> str:
+        """An artifact, or an artifact run one way (GPU rows: one artifact, several variants)."""
+        return f"{self.artifact} ({self.variant})" if self.variant else self.artifact
+
 
 class BoardEstimates(Part):
     target: str = Field(description="the board's target profile")
@@ -198,6 +201,10 @@ class Report(Part):
     artifacts: list[ArtifactFacts] = Field(description="every exported file, with its verification")
     tables: list[Table] = Field(description="the host's table, then the build target's when it is another")
     snippet: Snippet | None = Field(None, description="ship-it code for the recommended artifact")
+
+    def to_json(self) -> dict:
+        """report.json's content: the keys each part was made or read with (an absent key stays absent)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
 def _type_name(annotation) -> str:

@@ -8,25 +8,24 @@ import os
 from pathlib import Path
 
 from edgekd.formats import FORMATS, read_preprocessing
-from edgekd.reporting.tables import row_name
+from edgekd.reporting.schema import ArtifactFacts, Snippet, Table
 
 
-def snippets(report: dict, out_dir: Path) -> dict | None:
-    """For the recommended artifact of the build's target (else of the first table that has one):
-    {artifact, target, precision, and code by snippet key}; paths relative to out_dir."""
-    tables = sorted(report["tables"], key=lambda t: t["target"] != report["target"])
-    chosen = next((t for t in tables if t.get("recommended")), None)
+def snippets(target: str, tables: list[Table], artifacts: list[ArtifactFacts], out_dir: Path) -> Snippet | None:
+    """For the recommended artifact of the build's `target` (else of the first table that has one):
+    the code by snippet key (`Format.snippets`); paths relative to out_dir."""
+    chosen = next((t for t in sorted(tables, key=lambda t: t.target != target) if t.recommended), None)
     if chosen is None:
         return None
-    by_name = {a["name"]: a for a in report["artifacts"]}
-    row = next(r for r in chosen["rows"] if row_name(r) == chosen["recommended"])
-    precision = by_name[row["artifact"]]["precision"]
-    result = {"artifact": chosen["recommended"], "target": chosen["target"], "precision": precision}
+    by_name = {a.name: a for a in artifacts}
+    row = next(r for r in chosen.rows if r.name == chosen.recommended)
+    precision = by_name[row.artifact].precision
+    result = {"artifact": chosen.recommended, "target": chosen.target, "precision": precision}
     for fmt in FORMATS.values():
         # the recommended precision, in this format
-        same = [a for a in report["artifacts"] if a["precision"] == precision and a["format"] == fmt.name]
+        same = [a for a in artifacts if a.precision == precision and a.format == fmt.name]
         if same and fmt.snippets:
-            path = os.path.relpath(same[0]["path"], out_dir)
-            pre = read_preprocessing(Path(same[0]["path"]))
+            path = os.path.relpath(same[0].path, out_dir)
+            pre = read_preprocessing(Path(same[0].path))
             result |= {snippet.key: snippet.write(pre, path) for snippet in fmt.snippets}
-    return result
+    return Snippet(**result)

@@ -22,6 +22,9 @@ class Session:
     # that wheel's release when not the host's: the host's has no aarch64 Linux wheel that runs there
     arm_release: str | None = None
     emulated = True  # its aarch64 wheel runs ARM targets' artifacts under qemu
+    # pip pins its aarch64 build needs in a folder of its own beside the emulated root file system
+    # (ExecuTorch: the torch it links), fetched only when one of its artifacts runs there
+    arm_site: tuple[str, ...] = ()
     # a GPU runtime: the format whose artifacts it runs, each with these session options (variants)
     gpu_runs: str | None = None
     gpu_variants: tuple[dict, ...] = ({},)

@@ -23,7 +23,19 @@ def _version() -> str | None:
 class ExecutorchSession(Session):
     runtime = "executorch"
     package = "executorch"
-    arm_release = "1.0.1"  # see edgekd.emulation.EXECUTORCH_STACK
+    # ExecuTorch's Python runtime links libtorch, and PyPI's aarch64 torch 2.14 is a CUDA build that
+    # cannot load without CUDA's libraries (gigabytes). torch 2.9.1's aarch64 wheel on PyPI is a CPU
+    # build, and executorch 1.0.1 was built against it; its runtime loads the programs 1.5 writes.
+    # They go in a site of their own (half a gigabyte), fetched only when an ExecuTorch artifact runs
+    # under emulation, with the few pure-Python packages `import executorch.runtime` needs (pip
+    # cannot resolve torch's dependencies for another platform: its markers name x86_64's CUDA
+    # wheels). Pinned to the releases checked together.
+    arm_release = "1.0.1"
+    arm_site = (
+        "torch==2.9.1", "typing_extensions==4.16.0", "sympy==1.14.0", "mpmath==1.4.1", "filelock==4.3.2",
+        "fsspec==2026.9.0", "networkx==3.6.1", "jinja2==3.1.6", "markupsafe==3.0.4", "ruamel.yaml==0.19.1",
+        "pyyaml==6.0.4", "tabulate==0.10.0",
+    )  # fmt: skip
 
     def __init__(self, path: str, threads: int):
         import torch

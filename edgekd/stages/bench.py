@@ -23,10 +23,12 @@ from edgekd.emulation import profile
 from edgekd.errors import EdgekdError
 from edgekd.formats import FORMATS, Artifact
 from edgekd.progress import log, progress
+from edgekd.reporting.schema import BoardEstimates, Row
 from edgekd.runtime import runtime_version
-from edgekd.targets import Target, armtiming, load_target, remote, target_names
+from edgekd.targets import Target, armtiming, remote
 from edgekd.targets.costmodel import RUNTIME_RATIOS, estimate, layers, outside_calibration, why_not_estimated
 from edgekd.targets.gpu_bench import bench_gpu
+from edgekd.targets.kinds import Kind, Placement
 from edgekd.targets.remote import SshDevice
 
 
@@ -45,16 +47,21 @@ class BenchConfig(BaseModel):
     )
 
 
-def _not_run(artifact: Artifact, reason: str) -> dict:
-    return {"artifact": artifact.name, "runtime": artifact.runtime, "status": "not run", "reason": reason}
+def _not_run(artifact: Artifact, reason: str) -> Row:
+    return Row(artifact=artifact.name, runtime=artifact.runtime, status="not run", reason=reason)
+
+
+def as_row(measured: dict) -> Row:
+    """A measurement as a report row: the kernels' own account of what ran, in words."""
+    executed = measured.get("executed")
+    if isinstance(executed, dict):  # only where the runtime counts its convolutions
+        convs = executed.get("convs")
+        ran = f"{executed['precision']} ({executed.get('int8_convs')}/{convs} int8 convs)" if convs else None
+        measured = measured | {"executed": ran}
+    return Row(**measured)
 
 
 def _why_not_here(target: Target, artifact: Artifact) -> str | None:
-    if not target.runs_on_host():
-        return (
-            f"needs an {target.arch} device; this host is {platform.machine()} "
-            "(measure on one with --device ssh://user@host)"
-        )
     if artifact.runtime not in target.runtimes:
         return f"{artifact.runtime} is not a runtime of target '{target.name}'"
     if runtime_version(artifact.runtime) is None:
@@ -78,7 +85,7 @@ def measure_in_subprocess(
     return {"status": "ok"} | json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _bench_on_device(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice) -> list[dict]:
+def _bench_on_device(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice) -> list[Row]:
     """Each artifact copied to the device and measured there by the device's own runtime."""
     threads = cfg.threads or target.threads
     rows = []
@@ -98,7 +105,7 @@ def _bench_on_device(cfg: BenchConfig, artifacts: list[Artifact], target: Target
                 rows.append(_not_run(artifact, f"{artifact.runtime} is not installed on {device.name}"))
             else:
                 measured = session.measure(artifact.path, artifact.runtime, threads, cfg.warmup, cfg.runs)
-                rows.append({"artifact": artifact.name, "device": device.name} | measured)
+                rows.append(as_row({"artifact": artifact.name, "device": device.name} | measured))
             bar.advance(task)
     return rows
 
@@ -116,10 +123,10 @@ def _graph_of(artifact: Artifact, artifacts: list[Artifact]) -> str | None:
 Profiles = dict[tuple[str, str], profile.Profile | str]
 
 
-def check_arm_profiles(cfg: BenchConfig, target: Target) -> None:
+def check_arm_profiles(cfg: BenchConfig, placement: Placement) -> None:
     """Before any training: `arm_profiles = true` where this host cannot profile stops the run."""
     reason = profile.unavailable()
-    if cfg.arm_profiles is True and reason and any(b.instruction_model for b in boards_of(target)):
+    if cfg.arm_profiles is True and reason and any(b.instruction_model for b in placement.boards):
         raise EdgekdError(f'[bench] arm_profiles = true but {reason}; or set arm_profiles = "auto"')
 
 
@@ -137,7 +144,7 @@ def arm_profiles(
     cpus = sorted({m.cpu for m in models})
     try:
         profile.prepare(cpus)
-        site = str(emulation.executorch_site()) if any(a.runtime == "executorch" for a in runnable) else None
+        site = ":".join(emulation.sites(a.runtime for a in runnable)) or None
         threads = {cpu: max(m.threads for m in models if m.cpu == cpu) for cpu in cpus}
 
         def on(cpu: str, bar) -> list:
@@ -154,7 +161,7 @@ def arm_profiles(
     return {(a.name, cpu): found[cpu][i] for cpu in cpus for i, a in enumerate(runnable)}, None
 
 
-def _flop_estimate(artifact: Artifact, artifacts: list[Artifact], board: Target, why_not: str | None) -> dict:
+def _flop_estimate(artifact: Artifact, artifacts: list[Artifact], board: Target, why_not: str | None) -> Row:
     model = board.cost_model
     path = _graph_of(artifact, artifacts)
     if model is None or path is None:
@@ -165,8 +172,8 @@ def _flop_estimate(artifact: Artifact, artifacts: list[Artifact], board: Target,
         return _not_run(artifact, reason + (f"; ARM instructions not profiled: {why_not}" if why_not else ""))
     guess = estimate(graph, model, artifact.runtime)
     ratio = RUNTIME_RATIOS[artifact.runtime]
-    return (
-        {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
+    return Row(
+        **{"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
         | {"p50_ms": round(guess.p50_ms, 3), "fps": round(1000 / guess.p50_ms, 1), "band": round(guess.band, 3)}
         | {"estimate": guess.label(), "board": model.board, "threads": model.threads, "batch": 1}
         | {
@@ -196,8 +203,8 @@ def _instruction_estimate(artifact: Artifact, artifacts: list[Artifact], found: 
             f"{artifact.runtime} ran {found.pool} threads under emulation (at most this host's CPUs): its busiest "
             f"thread's work is spread over the board's {model.threads}"
         )
-    return (
-        {"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
+    return Row(
+        **{"artifact": artifact.name, "runtime": artifact.runtime, "status": "ok", "measured": False}
         | {"p50_ms": round(p50, 3), "fps": round(1000 / p50, 1), "band": round(spread, 3), "board": model.board}
         | {"estimate": f"{p50:.1f} ms ±{spread:.0%} (estimated from ARM instructions, {model.board})"}
         | {"threads": model.threads, "batch": 1, "instructions_m": found.millions()}
@@ -212,7 +219,7 @@ def _instruction_estimate(artifact: Artifact, artifacts: list[Artifact], found: 
     )
 
 
-def estimate_on(artifacts: list[Artifact], board: Target, profiles: Profiles, why_not: str | None) -> list[dict]:
+def estimate_on(artifacts: list[Artifact], board: Target, profiles: Profiles, why_not: str | None) -> list[Row]:
     """One board's rows: p50 and FPS estimated with their error band, nothing else claimed;
     from the artifact's ARM instructions when profiled, else from the FLOP model, else why not."""
     rows = []
@@ -229,53 +236,79 @@ def estimate_on(artifacts: list[Artifact], board: Target, profiles: Profiles, wh
     return rows
 
 
-def boards_of(target: Target) -> list[Target]:
-    """The boards a target's latency is estimated on: itself (a board profile), or for a target
-    without hardware or a model of its own (`arm`) every board of its architecture."""
-    if target.runs_on_host():
-        return []
-    if target.latency_model():
-        return [target]
-    return [t for t in map(load_target, target_names()) if t.arch == target.arch and t.latency_model()]
-
-
-def board_estimates(artifacts: list[Artifact], target: Target, cfg: BenchConfig) -> list[dict]:
-    """For a target without a model of its own (`arm`): every board of its architecture, each
-    with its estimated rows."""
-    boards = [] if target.latency_model() else boards_of(target)
+def board_estimates(artifacts: list[Artifact], placement: Placement, cfg: BenchConfig) -> list[BoardEstimates]:
+    """For an ARM target without a model of its own (`arm`): every board of its architecture,
+    each with its estimated rows (an estimated board's own rows are its table's)."""
+    boards = list(placement.boards) if placement.kind is Kind.EMULATED_ARM else []
     profiles, why_not = arm_profiles(artifacts, boards, cfg.arm_profiles, cfg.timeout_s)
     return [
-        {"target": b.name, "board": b.latency_model().board, "rows": estimate_on(artifacts, b, profiles, why_not)}
+        BoardEstimates(target=b.name, board=b.latency_model().board, rows=estimate_on(artifacts, b, profiles, why_not))
         for b in boards
     ]
 
 
-def bench(cfg: BenchConfig, artifacts: list[Artifact], target: Target, device: SshDevice | None = None) -> list[dict]:
-    """One row per artifact. With `device`, the target's rows are measured on that device; a
-    board with a cost model and no device gets estimated rows, marked `measured: false`."""
-    if device is not None:
-        return _bench_on_device(cfg, artifacts, target, device)
-    if target.latency_model() and not target.runs_on_host():
-        profiles, why_not = arm_profiles(artifacts, [target], cfg.arm_profiles, cfg.timeout_s)
-        return estimate_on(artifacts, target, profiles, why_not)
+def _measure_each(cfg: BenchConfig, artifacts: list[Artifact], target: Target, why_not) -> list[Row]:
+    """Each artifact measured here in its own process, unless `why_not(artifact)` gives a reason."""
     threads = cfg.threads or target.threads
-    if target.arch == "cuda":
-
-        def run(artifact: Artifact, runtime: str, batch: int, options: dict) -> dict:
-            return measure_in_subprocess(artifact, threads, cfg, runtime, batch, options)
-
-        return bench_gpu(artifacts, target, cfg.gpu_batch, run)
     rows = []
     with progress() as bar:
         task = bar.add_task(f"bench on {target.name}", total=len(artifacts), status="")
         for artifact in artifacts:
-            reason = _why_not_here(target, artifact)
+            reason = why_not(artifact)
             bar.update(task, status=artifact.name)
             if reason:
                 rows.append(_not_run(artifact, reason))
             else:
-                rows.append({"artifact": artifact.name} | measure_in_subprocess(artifact, threads, cfg))
+                rows.append(as_row({"artifact": artifact.name} | measure_in_subprocess(artifact, threads, cfg)))
             bar.advance(task)
-            figure = f"p50 {rows[-1]['p50_ms']:.3f} ms" if rows[-1].get("p50_ms") is not None else rows[-1]["status"]
+            figure = f"p50 {rows[-1].p50_ms:.3f} ms" if rows[-1].p50_ms is not None else rows[-1].status
             log(f"bench on {target.name}: {artifact.name} {figure}")  # a line per artifact in logs without a terminal
     return rows
+
+
+def _bench_here(cfg: BenchConfig, artifacts: list[Artifact], placement: Placement) -> list[Row]:
+    return _measure_each(cfg, artifacts, placement.target, lambda artifact: _why_not_here(placement.target, artifact))
+
+
+def _bench_elsewhere(cfg: BenchConfig, artifacts: list[Artifact], placement: Placement) -> list[Row]:
+    target = placement.target
+    reason = (
+        f"needs an {target.arch} device; this host is {platform.machine()} "
+        "(measure on one with --device ssh://user@host)"
+    )
+    return _measure_each(cfg, artifacts, target, lambda artifact: reason)
+
+
+def _bench_estimated(cfg: BenchConfig, artifacts: list[Artifact], placement: Placement) -> list[Row]:
+    profiles, why_not = arm_profiles(artifacts, list(placement.boards), cfg.arm_profiles, cfg.timeout_s)
+    return estimate_on(artifacts, placement.target, profiles, why_not)
+
+
+def _bench_device(cfg: BenchConfig, artifacts: list[Artifact], placement: Placement) -> list[Row]:
+    return _bench_on_device(cfg, artifacts, placement.target, placement.device)
+
+
+def _bench_cuda(cfg: BenchConfig, artifacts: list[Artifact], placement: Placement) -> list[Row]:
+    threads = cfg.threads or placement.target.threads
+
+    def run(artifact: Artifact, runtime: str, batch: int, options: dict) -> dict:
+        return measure_in_subprocess(artifact, threads, cfg, runtime, batch, options)
+
+    return [as_row(row) for row in bench_gpu(artifacts, placement.target, cfg.gpu_batch, run)]
+
+
+# how each kind of target is benchmarked (`edgekd.targets.kinds`)
+BENCH_BY_KIND = {
+    Kind.HOST: _bench_here,
+    Kind.EMULATED_ARM: _bench_elsewhere,  # its boards' estimates are `board_estimates`
+    Kind.ESTIMATED_BOARD: _bench_estimated,
+    Kind.SSH_DEVICE: _bench_device,
+    Kind.CUDA: _bench_cuda,
+    Kind.FOREIGN: _bench_elsewhere,
+}
+
+
+def bench(cfg: BenchConfig, artifacts: list[Artifact], placement: Placement) -> list[Row]:
+    """One row per artifact: measured here or on the ssh device, estimated for a board without
+    hardware here (`measured: false`), or not run with the reason."""
+    return BENCH_BY_KIND[placement.kind](cfg, artifacts, placement)

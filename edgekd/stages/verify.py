@@ -26,7 +26,7 @@ from edgekd.formats import Artifact
 from edgekd.reporting.environment import cpu_name
 from edgekd.reporting.schema import Verification
 from edgekd.runtime import open_session
-from edgekd.targets import Target
+from edgekd.targets.kinds import Placement
 
 
 class VerifyConfig(BaseModel):
@@ -56,17 +56,15 @@ def _run(session, images: np.ndarray) -> np.ndarray:
     return np.concatenate([session.run(images[i : i + 256]) for i in range(0, len(images), 256)])
 
 
-def check_emulation(cfg: VerifyConfig, target: Target) -> None:
+def check_emulation(cfg: VerifyConfig, placement: Placement) -> None:
     """Before any training: `arm_emulation = true` for an ARM target this host cannot run
     stops the run at once when qemu is missing, not after the model is trained."""
-    if target.arch == "aarch64" and not target.runs_on_host():
+    if placement.emulated:
         emulation.unavailable(cfg.arm_emulation)
 
 
-def _emulated(cfg: VerifyConfig, artifacts: list[Artifact], images: np.ndarray, target: Target):
-    """Logits per artifact name from the target's kernels under emulation, and why not for the rest."""
-    if target.arch != "aarch64":
-        return {}, f"edgekd has no emulator for {target.arch}"
+def _emulated(cfg: VerifyConfig, artifacts: list[Artifact], images: np.ndarray):
+    """Logits per artifact name from ARM's kernels under emulation, and why not for the rest."""
     reason = emulation.unavailable(cfg.arm_emulation)
     runnable = [a for a in artifacts if a.runtime in emulation.releases()]
     if reason or not runnable:
@@ -81,9 +79,19 @@ def _emulated(cfg: VerifyConfig, artifacts: list[Artifact], images: np.ndarray, 
     return dict(zip((a.name for a in runnable), logits)), None
 
 
-def _target_logits(cfg, artifact: Artifact, images, host: np.ndarray, emulated: dict, why_not: str | None, target):
+def _target_runs(cfg: VerifyConfig, artifacts: list[Artifact], images: np.ndarray, placement: Placement):
+    """Each kind of target's own logits, by artifact name, and why not for the rest: this host's
+    are the host run's; an ARM target's come from emulation; other kinds have none."""
+    if placement.on_host:
+        return {}, None
+    if placement.emulated:
+        return _emulated(cfg, artifacts, images)
+    return {}, f"edgekd has no emulator for {placement.target.arch}"
+
+
+def _target_logits(cfg, artifact: Artifact, images, host: np.ndarray, emulated: dict, why_not, placement: Placement):
     """(method, checked_by, logits or None) for the target's figures of one artifact."""
-    if target.runs_on_host():
+    if placement.on_host:
         return "runtime", "runtime", host
     if artifact.name in emulated:
         return "emulated", emulation.description(artifact.runtime), emulated[artifact.name]
@@ -93,21 +101,25 @@ def _target_logits(cfg, artifact: Artifact, images, host: np.ndarray, emulated: 
     if artifact.format == "onnx":
         logits = _run(open_session("onnxruntime", artifact.path, cfg.threads, reference=True), images)
         return "reference", f"reference semantics: Q/DQ evaluated in float by onnxruntime ({why_not})", logits
-    return "not verified", f"not verified on {target.arch}: {why_not}", None
+    return "not verified", f"not verified on {placement.target.arch}: {why_not}", None
 
 
 def verify(
-    cfg: VerifyConfig, artifacts: list[Artifact], references: dict[str, torch.Tensor], data: Data, target: Target
+    cfg: VerifyConfig,
+    artifacts: list[Artifact],
+    references: dict[str, torch.Tensor],
+    data: Data,
+    placement: Placement,
 ) -> list[Verification]:
     """`references` holds the PyTorch logits on the validation split of each trained model, by
-    `Artifact.model_key`."""
+    `edgekd.formats.student_key`."""
     images, labels = validation_arrays(data)
-    emulated, why_not = ({}, None) if target.runs_on_host() else _emulated(cfg, artifacts, images, target)
+    emulated, why_not = _target_runs(cfg, artifacts, images, placement)
     results = []
     for artifact in artifacts:
-        reference = references[artifact.model_key].numpy()
+        reference = references[artifact.student_key].numpy()
         host = _run(open_session(artifact.runtime, artifact.path, cfg.threads), images)
-        method, checked_by, logits = _target_logits(cfg, artifact, images, host, emulated, why_not, target)
+        method, checked_by, logits = _target_logits(cfg, artifact, images, host, emulated, why_not, placement)
         minimum = cfg.min_agreement_fp32 if artifact.precision == "fp32" else cfg.min_agreement_int8
         host_agreement = float((host.argmax(1) == reference.argmax(1)).mean())
         count = 0 if logits is None else len(logits)  # emulation may run a leading subset
@@ -117,7 +129,7 @@ def verify(
             note = (
                 f"{artifact.name} agrees with its PyTorch model on {host_agreement:.2%} on this host's kernels "
                 f"({cpu_name()}), below {minimum:.2%}: a property of this host's int8 "
-                f"kernels, not a failure on {target.arch}"
+                f"kernels, not a failure on {placement.target.arch}"
                 + (f" ({agreement:.2%} there, {method})" if agreement is not None else "")
             )
         results.append(

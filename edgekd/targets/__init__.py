@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -51,9 +50,6 @@ class Target(BaseModel):
             return {**fields, "runtimes": default_runtimes(fields["arch"])}
         return fields
 
-    def runs_on_host(self) -> bool:
-        return self.arch == platform.machine()
-
     def latency_model(self) -> InstructionModel | CostModel | None:
         """What a board without hardware here is estimated by: its instruction model, else its FLOP model."""
         return self.instruction_model or self.cost_model
@@ -81,12 +77,3 @@ def load_target(name_or_path: str) -> Target:
         raise EdgekdError(f"target file {path} is not valid TOML: {e}") from None
     except ValidationError as e:
         raise explain(e, f"target file {path}", Target) from None
-
-
-def host_target() -> Target:
-    """The machine edgekd runs on, measured for every build as the reference table: the
-    first profile of this machine's architecture, renamed."""
-    native = [t for t in map(load_target, target_names()) if t.runs_on_host()]
-    if not native:
-        raise EdgekdError(f"no target profile in {TARGETS_DIR} has arch = '{platform.machine()}'; add one")
-    return native[0].model_copy(update={"name": "host", "description": f"this machine ({platform.machine()})"})
