@@ -132,6 +132,19 @@ def trained_like(name: str) -> torch.nn.Module:
     return model.eval()
 
 
+# the mobile formats: the module each one's runtime imports, and the extra that installs it
+MOBILE_FORMATS = {
+    "executorch": ("executorch.runtime", "executorch"),
+    "tflite": ("ai_edge_litert.interpreter", "tflite"),
+    "ncnn": ("ncnn", "ncnn"),
+}
+
+
+def built_artifacts(out: Path) -> dict[str, dict]:
+    """A finished build's artifacts by name, as its report.json lists them (fp32 first)."""
+    return {a["name"]: a for a in json.loads((out / "report.json").read_text())["artifacts"]}
+
+
 CLASSES = ["class_0", "class_1", "class_2"]  # write_image_folder's, at its default of 3
 
 

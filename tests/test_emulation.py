@@ -22,7 +22,7 @@ from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session, runtime_version
 from edgekd.stages.export import ExportConfig, Int8Inputs, export
 from edgekd.targets import load_target
-from tests.helpers import PREPROCESSING, SIZE, trained_like, write_config
+from tests.helpers import PREPROCESSING, SIZE, built_artifacts, trained_like, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -148,32 +148,19 @@ def test_a_disagreement_on_the_hosts_int8_kernels_only_is_a_note_not_a_failure(r
         assert check["passed"] and "property of this host's int8 kernels" in check["note"], check
 
 
-def test_executorch_programs_run_on_executorchs_aarch64_runtime(rootfs, tmp_path):
-    pytest.importorskip("executorch.runtime", reason="pip install 'edgekd[executorch]'")
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
-    from edgekd.quantizers.xnnpack import XnnpackBackend, train_eval_switchable
-    from edgekd.targets import Int8Flavour
-
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, padding=1), torch.nn.BatchNorm2d(16), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 16, 3, padding=1, groups=16), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 3),
-    ).eval()  # fmt: skip
-    calibration = [torch.randn(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(2)]
-    flavour = Int8Flavour(activations="s8", weights="s8", per_channel=True, reduce_range=False)
-    prepared = XnnpackBackend().prepare(model, flavour, calibration)
-    prepared.eval()
-    qat = train_eval_switchable(convert_pt2e(prepared, fold_quantize=False))
-    artifacts = export(ExportConfig(formats=["executorch"]), {"fp32": model, "xnnpack": qat}, PREPROCESSING,
-                       tmp_path)  # fmt: skip
+def test_executorch_programs_run_on_executorchs_aarch64_runtime(rootfs, mobile_build):
+    """The session's build's ExecuTorch programs (fp32, and int8 from the XNNPACK QAT), on
+    ExecuTorch's aarch64 runtime under qemu and on this host's."""
+    _, out, done = mobile_build
+    assert done.returncode == 0, done.stderr[-3000:]
+    artifacts = [a for a in built_artifacts(out).values() if a["format"] == "executorch"]
+    assert [a["name"] for a in artifacts] == ["executorch-fp32", "executorch-int8"]
     images = np.random.default_rng(3).standard_normal((8, 3, SIZE, SIZE)).astype(np.float32)
-    on_arm = emulation.arm_logits([(a.runtime, a.path) for a in artifacts], images, rootfs)
+    on_arm = emulation.arm_logits([(a["runtime"], a["path"]) for a in artifacts], images, rootfs)
     for artifact, logits in zip(artifacts, on_arm):
-        host = open_session("executorch", artifact.path, 2).run(images)
+        host = open_session("executorch", artifact["path"], 2).run(images)
         # XNNPACK's ARM kernels: float sums in another order; int8 outputs at most a rounding step apart
-        tolerance = 1e-4 if artifact.precision == "fp32" else 0.05
-        assert np.abs(logits - host).max() <= tolerance * max(1.0, np.abs(host).max()), artifact.name
-        assert (logits.argmax(1) == host.argmax(1)).all(), artifact.name
+        tolerance = 1e-4 if artifact["precision"] == "fp32" else 0.05
+        assert np.abs(logits - host).max() <= tolerance * max(1.0, np.abs(host).max()), artifact["name"]
+        assert (logits.argmax(1) == host.argmax(1)).all(), artifact["name"]
     assert emulation.description("executorch").startswith("executorch 1.0.1 aarch64")

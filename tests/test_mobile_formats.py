@@ -17,32 +17,44 @@ from PIL import Image
 
 from edgekd.formats import artifact_of
 from edgekd.runtime import open_session
+from edgekd.stages.distill import load_student
 from edgekd.stages.export import ExportConfig, export
-from tests.helpers import PREPROCESSING, SIZE, checkpoint, cli, trained_like, write_config
+from tests.helpers import MOBILE_FORMATS, PREPROCESSING, SIZE, built_artifacts, checkpoint, cli
 
-MODULES = {"executorch": "executorch.runtime", "tflite": "ai_edge_litert.interpreter", "ncnn": "ncnn"}
-for module in MODULES.values():
-    pytest.importorskip(module, reason="pip install 'edgekd[executorch,tflite,ncnn]'")
+for module, extra in MOBILE_FORMATS.values():
+    pytest.importorskip(module, reason=f"pip install 'edgekd[{extra}]'")
 
 
+@pytest.fixture(scope="module")
+def built(mobile_build):
+    """The session's build with every format of both QAT backends (conftest.mobile_build)."""
+    config, out, done = mobile_build
+    assert done.returncode == 0, done.stderr[-3000:]
+    return config, out, done
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "fmt, opens, runtime", [("executorch", "student_fp32.pte", "executorch"),
                             ("tflite", "student_fp32.tflite", "litert"),
                             ("ncnn", "student_fp32_ncnn/model.ncnn.param", "ncnn")],
 )  # fmt: skip
-def test_fp32_artifact_computes_the_model_and_carries_the_metadata(tmp_path, fmt, opens, runtime):
-    model = trained_like("mobilenet_v3_small")
-    (artifact,) = export(ExportConfig(formats=[fmt]), {"fp32": model}, PREPROCESSING, tmp_path)
-    assert artifact.name == f"{fmt}-fp32" and artifact.path == str(tmp_path / opens)
-    assert artifact_of(artifact.path).format == fmt and artifact.quantizer is None
-    session = open_session(runtime, artifact.path, 2)
+def test_fp32_artifact_computes_the_model_and_carries_the_metadata(built, fmt, opens, runtime):
+    _, out, _ = built
+    artifact = built_artifacts(out)[f"{fmt}-fp32"]
+    assert artifact["path"] == str(out / "artifacts" / opens) and artifact["quantizer"] is None
+    assert artifact_of(artifact["path"]).format == fmt and artifact["runtime"] == runtime
+    (student,) = (out / "work").glob("distill-*/student_fp32.pt")
+    model, _ = load_student(student)
+    session = open_session(runtime, artifact["path"], 2)
     images = torch.randn(5, 3, SIZE, SIZE)
     with torch.no_grad():
         expected = model(images).numpy()
     assert abs(session.run(images.numpy()) - expected).max() < 1e-4
     assert session.input_shape() == [1, 3, SIZE, SIZE]
     meta = session.metadata()
-    assert json.loads(meta["classes"]) == PREPROCESSING["classes"] and meta["precision"] == "fp32"
+    classes = json.loads((out / "report.json").read_text())["data"]["classes"]
+    assert json.loads(meta["classes"]) == classes and len(classes) == 10 and meta["precision"] == "fp32"
 
 
 def test_the_kotlin_snippet_carries_the_tflite_artifacts_own_preprocessing(tmp_path):
@@ -73,24 +85,22 @@ def test_the_kotlin_snippet_carries_the_tflite_artifacts_own_preprocessing(tmp_p
     assert "val rgb = intArrayOf(p and 0xFF, p shr 8 and 0xFF, p shr 16 and 0xFF)  // the model takes BGR" in code
 
 
-def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(tmp_path):
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
-
+@pytest.mark.slow
+def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(built):
     from edgekd.quantizers.xnnpack import XnnpackBackend
-    from edgekd.targets import Int8Flavour
 
-    model = trained_like("mobilenet_v2")
-    calibration = [torch.randn(16, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(i)) for i in range(2)]
-    flavour = Int8Flavour(activations="s8", weights="s8", per_channel=True, reduce_range=False)
-    prepared = XnnpackBackend().prepare(model, flavour, calibration)
-    prepared.eval()  # not inline: torchao's eval of an exported graph returns None
-    qat = convert_pt2e(prepared, fold_quantize=False)
-    fp32, int8 = export(ExportConfig(formats=["ncnn"]), {"fp32": model, "xnnpack": qat}, PREPROCESSING, tmp_path)
-    assert int8.path == str(tmp_path / "student_int8_ncnn/model.ncnn.param") and int8.quantizer == "xnnpack"
-    assert int8.size_mb < 0.3 * fp32.size_mb  # int8 weights, as ncnn2int8 stores them
-    session = open_session("ncnn", int8.path, 2)
+    _, out, _ = built
+    artifacts = built_artifacts(out)
+    fp32, int8 = artifacts["ncnn-fp32"], artifacts["ncnn-int8"]
+    assert int8["path"] == str(out / "artifacts/student_int8_ncnn/model.ncnn.param") and int8["quantizer"] == "xnnpack"
+    assert int8["size_mb"] < 0.3 * fp32["size_mb"]  # int8 weights, as ncnn2int8 stores them
+    session = open_session("ncnn", int8["path"], 2)
     ran = session.executed_precision()
-    assert ran["precision"] == "int8" and ran["int8_convs"] == ran["convs"] == 53
+    assert ran["precision"] == "int8" and ran["int8_convs"] == ran["convs"] == 54  # SE blocks' included
+    (trained,) = (out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt")
+    qat, _ = XnnpackBackend().load(trained)
+    (student,) = (out / "work").glob("distill-*/student_fp32.pt")
+    model, _ = load_student(student)
     images = torch.randn(64, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(9))
     with torch.no_grad():
         expected, float_logits = qat(images).numpy(), model(images).numpy()
@@ -102,30 +112,18 @@ def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(tmp_path):
     assert session.metadata()["precision"] == "int8"
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A build with an int8 format of each QAT backend, and its config (the tiny one, as `tiny_config`,
-    but for the formats: its stages' keys do not depend on them)."""
-    root = tmp_path_factory.mktemp("backends")
-    config = write_config(root / "tiny.toml", {"export.formats": ["onnx", "executorch", "tflite", "ncnn"]})
-    out = root / "out"
-    command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(config), "--out", str(out)]
-    return config, out, subprocess.run(command, capture_output=True, text=True)
-
-
 @pytest.mark.slow
 def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(built):
     _, out, done = built
-    assert done.returncode == 0, done.stderr[-3000:]
     # the native libraries' own logs are kept out of edgekd's output
     for chatter in ("threadpool", "cpuinfo", "XNNPACK delegate", "pass_level", "LiteRT-Torch Convert"):
         assert chatter not in done.stderr + done.stdout, chatter
     report = json.loads((out / "report.json").read_text())
     artifacts = {a["name"]: a for a in report["artifacts"]}
     assert set(artifacts) == {
-        *(f"{f}-{p}" for f in ("onnx", "executorch", "tflite", "ncnn") for p in ("fp32", "int8")),
+        *(f"{f}-{p}" for f in ("onnx", "openvino", "executorch", "tflite", "ncnn") for p in ("fp32", "int8")),
     }
-    assert artifacts["onnx-int8"]["quantizer"] == "nncf"
+    assert artifacts["onnx-int8"]["quantizer"] == artifacts["openvino-int8"]["quantizer"] == "nncf"
     assert {artifacts[f"{f}-int8"]["quantizer"] for f in ("executorch", "tflite", "ncnn")} == {"xnnpack"}
     assert set(report["student"]["val_accuracy_int8_by_quantizer"]) == {"nncf", "xnnpack"}
     assert len(list((out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt"))) == 1  # one QAT serves both
@@ -160,8 +158,7 @@ def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_whi
 
 @pytest.mark.slow
 def test_the_step_by_step_commands_are_the_builds_stages_and_export_each_backends_int8(tmp_path, built):
-    config, built_out, done = built
-    assert done.returncode == 0, done.stderr[-3000:]
+    config, built_out, _ = built
     out = tmp_path / "out"
     shutil.copytree(built_out / "work", out / "work")  # what the build trained (training itself: test_build_spec)
     distilled = cli("distill", "--config", str(config), "--out", str(out))
@@ -178,16 +175,16 @@ def test_the_step_by_step_commands_are_the_builds_stages_and_export_each_backend
     assert (qat.parent.name, qat.read_bytes()) in [  # the build's XNNPACK QAT, reused
         (p.parent.name, p.read_bytes()) for p in (built_out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt")
     ]
-    formats = 'export.formats=["onnx", "tflite"]'
+    formats = 'export.formats=["onnx", "ncnn"]'
     exported = cli("export", str(student), str(qat), "--set", formats, "--out", str(out / "artifacts"))
     assert exported.returncode == 0, exported.stderr[-2000:]
     names = [line.split(":")[0] for line in exported.stdout.splitlines()]
-    assert names == ["onnx-fp32", "tflite-fp32", "tflite-int8"]
+    assert names == ["onnx-fp32", "ncnn-fp32", "ncnn-int8"]
     # the ONNX int8 comes from NNCF's QAT, which was not given: said, not silently skipped
     assert "onnx-int8 not exported: it needs a QAT checkpoint from `edgekd quantize --quantizer nncf`" in (
         exported.stderr
     )
-    session = open_session("litert", str(out / "artifacts" / "student_int8.tflite"), 2)
+    session = open_session("ncnn", str(out / "artifacts" / "student_int8_ncnn" / "model.ncnn.param"), 2)
     assert session.executed_precision()["precision"] == "int8"
     assert json.loads(session.metadata()["int8"]) == {  # the scheme XNNPACK trained, with no NNCF QAT in the run
         "activations": "s8", "weights": "s8", "per_channel": True, "reduce_range": False,

@@ -3,6 +3,7 @@ started here on 127.0.0.1 with keys made for the test; the device's python is th
 
 from __future__ import annotations
 
+import dataclasses
 import getpass
 import os
 import shutil
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from edgekd.errors import EdgekdError
+from edgekd.formats.artifact import Artifact
 from edgekd.targets.remote import SshDevice, parse_device
 from tests.helpers import assert_one_line_error, cli, edgekd
 
@@ -68,17 +70,22 @@ def sshd(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    from edgekd.formats import FORMATS
-    from edgekd.runtime import runtime_version
+def exported(request, tmp_path_factory) -> list[Artifact]:
+    """fp32 artifacts of every format whose runtime is installed: ONNX and OpenVINO first, then
+    the mobile formats, from the session's build where their extras are (conftest.mobile_build),
+    else ONNX and OpenVINO exported here."""
     from edgekd.stages.export import ExportConfig, export
-    from tests.helpers import PREPROCESSING, trained_like
+    from tests.helpers import PREPROCESSING, built_artifacts, trained_like
 
-    out = tmp_path_factory.mktemp("device") / "artifacts"
-    # ONNX and OpenVINO first, then each mobile format whose runtime (its extra) is installed here
-    mobile = [f for f in ("executorch", "tflite", "ncnn") if runtime_version(FORMATS[f].runtime)]
-    formats = ExportConfig(formats=["onnx", "openvino", *mobile])
-    return export(formats, {"fp32": trained_like("mobilenet_v3_small")}, PREPROCESSING, out)
+    try:
+        _, out, done = request.getfixturevalue("mobile_build")
+    except pytest.skip.Exception:
+        folder = tmp_path_factory.mktemp("device") / "artifacts"
+        return export(ExportConfig(formats=["onnx", "openvino"]), {"fp32": trained_like("mobilenet_v3_small")},
+                      PREPROCESSING, folder)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    fields = [f.name for f in dataclasses.fields(Artifact)]
+    return [Artifact(**{k: a[k] for k in fields}) for a in built_artifacts(out).values() if a["precision"] == "fp32"]
 
 
 def test_bench_on_an_ssh_device_brings_back_the_local_json(sshd, exported):
