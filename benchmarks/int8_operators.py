@@ -7,11 +7,17 @@ it) run `--runs` times with profiling on:
   onnxruntime: the session profiler's per-node kernel times, summed by operator type;
   OpenVINO:    the CPU plugin's performance counters, summed by (layer type, kernel), so that
                the kernel name shows whether a layer ran int8 (`..._I8`) or float (`..._f32`).
-Prints per runtime and model the total profiled time of fp32 and int8 and the operators that
-cost most, each with its count. Figures are this host's kernels only: ARM placement comes from
+Prints per runtime and model the total profiled time of fp32 and int8, the operators that cost
+most, each with its count, and (OpenVINO) the convolutions whose int8 kernel is slower than
+their fp32 one. Figures are this host's kernels only: ARM placement comes from
 ARM's instruction profiles, never from these.
 
+With `--float-depthwise`, a third artifact keeps the depthwise convolutions in float (NNCF's
+ignored scope, `insert_fake_quant(keep_float=...)`): the whole artifact's time, not the sum of
+its layers', says whether keeping a layer that is slower in int8 in float pays.
+
     python benchmarks/int8_operators.py [--models mobilenet_v3_small mobilenet_v2] [--runs 200]
+                                        [--float-depthwise]
 """
 
 from __future__ import annotations
@@ -19,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -39,31 +47,40 @@ SIZE = 224
 WARMUP = 20
 
 
-def artifacts(name: str, target: str, folder: Path) -> dict[str, dict[str, str]]:
-    """{runtime: {"fp32": path, "int8": path}} for one model."""
+def artifacts(name: str, target: str, folder: Path, float_depthwise: bool) -> dict[str, dict[str, str]]:
+    """{runtime: {"fp32": path, "int8": path}} for one model, and "int8, depthwise in float"
+    (NNCF's ignored scope) with `float_depthwise`."""
     model = trained_like(name, SIZE)
     calibration = [np.random.default_rng(i).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32) for i in range(8)]
     flavour = load_target(target).int8
-    quantized = qdq_export_mode(insert_fake_quant(model, flavour, [torch.from_numpy(c) for c in calibration]))
     meta = {"input_size": json.dumps([SIZE, SIZE]), "precision": "fp32"}
     int8_meta = meta | {"precision": "int8", "int8": json.dumps(flavour.model_dump())}
     opset = ExportConfig().opset
     inputs = Int8Inputs(np.concatenate(calibration), flavour)
-    return {
-        "onnxruntime": {
-            "fp32": str(torch2onnx(model, folder / "fp32.onnx", meta, opset)),
-            "int8": str(torch2onnx(quantized, folder / "int8.onnx", int8_meta, opset, inputs)),
-        },
-        "openvino": {
-            "fp32": str(torch2openvino(model, folder / "fp32_openvino", meta, opset)),
-            "int8": str(torch2openvino(quantized, folder / "int8_openvino", int8_meta, opset)),
-        },
+    depthwise = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    placements = {"int8": [], "int8, depthwise in float": depthwise} if float_depthwise else {"int8": []}
+    paths = {
+        "onnxruntime": {"fp32": str(torch2onnx(model, folder / "fp32.onnx", meta, opset))},
+        "openvino": {"fp32": str(torch2openvino(model, folder / "fp32_openvino", meta, opset))},
     }
+    for n, (label, keep_float) in enumerate(placements.items()):
+        calibrated = [torch.from_numpy(c) for c in calibration]
+        quantized = qdq_export_mode(insert_fake_quant(model, flavour, calibrated, keep_float=keep_float))
+        paths["onnxruntime"][label] = str(torch2onnx(quantized, folder / f"int8_{n}.onnx", int8_meta, opset, inputs))
+        paths["openvino"][label] = str(torch2openvino(quantized, folder / f"int8_{n}_openvino", int8_meta, opset))
+    return paths
 
 
-def onnxruntime_operators(path: str, image: np.ndarray, threads: int, runs: int) -> tuple[Counter, Counter]:
-    """(ms per inference, nodes) by operator type, from onnxruntime's session profiler; the
-    profile starts with the session, so the first `WARMUP` runs' events are left out."""
+class Profiled(NamedTuple):
+    operators: Counter  # ms per inference by operator type (OpenVINO: and kernel)
+    counts: Counter  # nodes of each
+    convolutions: dict[str, tuple[str, float]]  # layer name: (kernel, ms), where names match across precisions
+
+
+def onnxruntime_operators(path: str, image: np.ndarray, threads: int, runs: int) -> Profiled:
+    """By operator type, from onnxruntime's session profiler; the profile starts with the
+    session, so the first `WARMUP` runs' events are left out. No layers: onnxruntime names a
+    fused fp32 node after its last activation and an int8 one after its convolution."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -84,30 +101,57 @@ def onnxruntime_operators(path: str, image: np.ndarray, threads: int, runs: int)
         if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= starts[WARMUP]:
             times[event["args"]["op_name"]] += event["dur"] / 1000 / runs
             nodes[event["args"]["op_name"]] += 1 / runs
-    return times, Counter({op: round(n) for op, n in nodes.items()})
+    return Profiled(times, Counter({op: round(n) for op, n in nodes.items()}), {})
 
 
-def openvino_operators(path: str, image: np.ndarray, threads: int, runs: int) -> tuple[Counter, Counter]:
-    """(ms per inference, layers) by (layer type, kernel), from OpenVINO's performance counters."""
+def openvino_operators(path: str, image: np.ndarray, threads: int, runs: int) -> Profiled:
+    """By (layer type, kernel) and per convolution layer, from OpenVINO's performance counters
+    (a layer keeps its ONNX node's name in both precisions)."""
     import openvino as ov
 
     config = {"INFERENCE_NUM_THREADS": threads, "PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}
     request = ov.Core().compile_model(path, "CPU", config).create_infer_request()
     for _ in range(WARMUP):
         request.infer({0: image})
-    times, layers = Counter(), Counter()
+    times, layers, kernels = Counter(), Counter(), {}
     for _ in range(runs):
         request.infer({0: image})
         for layer in request.get_profiling_info():
             if layer.status == layer.Status.EXECUTED:
                 times[f"{layer.node_type} ({layer.exec_type})"] += layer.real_time.total_seconds() * 1e3 / runs
-    for layer in request.get_profiling_info():
-        if layer.status == layer.Status.EXECUTED:
-            layers[f"{layer.node_type} ({layer.exec_type})"] += 1
-    return times, layers
+                if layer.node_type.endswith("Convolution"):
+                    layers[layer.node_name] += layer.real_time.total_seconds() * 1e3 / runs
+                    kernels[layer.node_name] = layer.exec_type
+    counts = Counter(f"{layer.node_type} ({layer.exec_type})" for layer in request.get_profiling_info()
+                     if layer.status == layer.Status.EXECUTED)  # fmt: skip
+    return Profiled(times, counts, {name: (kernels[name], ms) for name, ms in layers.items()})
+
+
+def slower_in_int8(profiled: dict[str, Profiled]) -> list[str]:
+    """The convolutions whose int8 kernel takes longer than their fp32 one, one line each."""
+    fp32, int8 = profiled["fp32"].convolutions, profiled["int8"].convolutions
+    return [
+        f"{name.removesuffix('/WithoutBiases')}: {fp32[name][1]:.3f} ms {fp32[name][0]} -> {ms:.3f} ms {kernel}"
+        for name, (kernel, ms) in int8.items()
+        if name in fp32 and ms > fp32[name][1]
+    ]
 
 
 PROFILERS = {"onnxruntime": onnxruntime_operators, "openvino": openvino_operators}
+
+
+def profile_each(runtime: str, paths: dict[str, str], image: np.ndarray, args) -> dict[str, Profiled]:
+    return {label: PROFILERS[runtime](path, image, args.threads, args.runs) for label, path in paths.items()}
+
+
+def medians(rounds: list[dict[str, Profiled]]) -> str:
+    """Each artifact's median total and median ratio to fp32 over the rounds."""
+    totals = [{label: sum(found.operators.values()) for label, found in run.items()} for run in rounds]
+    return ", ".join(
+        f"{label} {statistics.median(t[label] for t in totals):.3f} ms "
+        f"({statistics.median(t[label] / t['fp32'] for t in totals):.2f} of fp32)"
+        for label in totals[0]
+    )
 
 
 def main() -> None:
@@ -115,22 +159,32 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=["mobilenet_v3_small", "mobilenet_v2"])
     parser.add_argument("--target", default="x86", help="whose int8 scheme the QDQ graph takes")
     parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--top", type=int, default=8, help="operators shown per artifact")
+    parser.add_argument(
+        "--float-depthwise", action="store_true", help="also int8 with the depthwise convolutions kept in float"
+    )
     args = parser.parse_args()
     print(f"host: {cpu_name()}, {args.threads} threads, batch 1, {SIZE}x{SIZE}, {args.runs} profiled runs")
     image = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     for name in args.models:
         with tempfile.TemporaryDirectory() as scratch:
-            for runtime, paths in artifacts(name, args.target, Path(scratch)).items():
-                profiled = {p: PROFILERS[runtime](path, image, args.threads, args.runs) for p, path in paths.items()}
-                totals = {p: sum(times.values()) for p, (times, _) in profiled.items()}
-                print(f"\n{name}, {runtime}: fp32 {totals['fp32']:.3f} ms, int8 {totals['int8']:.3f} ms "
-                      f"(int8 / fp32 {totals['int8'] / totals['fp32']:.2f}), profiled kernel time")  # fmt: skip
-                for precision, (times, counts) in profiled.items():
+            for runtime, paths in artifacts(name, args.target, Path(scratch), args.float_depthwise).items():
+                # each round profiles every artifact once, so drift hits them alike
+                rounds = [profile_each(runtime, paths, image, args) for _ in range(args.rounds)]
+                print(f"\n{name}, {runtime}, profiled kernel time, median of {args.rounds} rounds: {medians(rounds)}")
+                profiled = rounds[-1]
+                totals = {p: sum(found.operators.values()) for p, found in profiled.items()}
+                for precision, found in profiled.items():
                     print(f"  {precision}:")
-                    for op, ms in times.most_common(args.top):
-                        print(f"    {op:48s} {ms:7.3f} ms  {ms / totals[precision]:4.0%}  x{counts[op]}")
+                    for op, ms in found.operators.most_common(args.top):
+                        print(f"    {op:48s} {ms:7.3f} ms  {ms / totals[precision]:4.0%}  x{found.counts[op]}")
+                if profiled["int8"].convolutions:
+                    slower = slower_in_int8(profiled)
+                    print(f"  convolutions slower in int8: {len(slower)} of {len(profiled['int8'].convolutions)}")
+                    for line in slower:
+                        print(f"    {line}")
 
 
 if __name__ == "__main__":

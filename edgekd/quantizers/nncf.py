@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -107,15 +108,21 @@ def _squeeze_excitation_quantized():
             patterns[IgnoredPatternNames.SE_BLOCK] = se_block
 
 
-def insert_fake_quant(model: nn.Module, flavour: Int8Flavour, calibration: list[torch.Tensor]) -> nn.Module:
+def insert_fake_quant(
+    model: nn.Module, flavour: Int8Flavour, calibration: list[torch.Tensor], keep_float: Sequence[str] = ()
+) -> nn.Module:
+    """`keep_float`: the modules (by name, `features.1.block.0.0`) whose convolutions stay in
+    float, with no quantizer on their weights or inputs (NNCF's ignored scope)."""
     import nncf
 
     _quiet_nncf()
+    options = _nncf_options(flavour)
+    if keep_float:  # NNCF names a module's convolution by its path and call: features/1/block/0/0/conv2d/0
+        names = [f"{name.replace('.', '/')}/conv2d/0" for name in keep_float]
+        options["ignored_scope"] = nncf.IgnoredScope(names=names)
     # NNCF's progress bars print to stdout, which carries results (`--json`): send them to stderr
     with _squeeze_excitation_quantized(), contextlib.redirect_stdout(sys.stderr):
-        return nncf.quantize(
-            fold_batchnorm(model), nncf.Dataset(calibration), subset_size=len(calibration), **_nncf_options(flavour)
-        )
+        return nncf.quantize(fold_batchnorm(model), nncf.Dataset(calibration), subset_size=len(calibration), **options)
 
 
 def _check_cuda_kernels() -> None:
