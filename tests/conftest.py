@@ -34,7 +34,7 @@ def tiny_config(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def mobile_build(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProcess]:
-    """One tiny build with every format of both QAT backends (`(config, out, the run)`), read by
+    """One finished tiny build with every format of both QAT backends (`(config, out, the run)`), read by
     the tests of the mobile formats, of ExecuTorch under ARM emulation and of SSH devices, so
     that the suite exports each format once: ExecuTorch's lowering alone takes 12 s a model.
     Its stages' keys do not depend on the formats: a copy of its work folder serves another
@@ -45,4 +45,6 @@ def mobile_build(tmp_path_factory) -> tuple[Path, Path, subprocess.CompletedProc
     config = write_config(root / "tiny.toml", {"export.formats": ["onnx", "openvino", *MOBILE_FORMATS]})
     out = root / "out"
     command = [sys.executable, "-m", "edgekd", "build", "--target", "x86", "--config", str(config), "--out", str(out)]
-    return config, out, subprocess.run(command, capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]  # else every test that reads it errors, with the reason
+    return config, out, done

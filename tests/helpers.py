@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 from typer.testing import CliRunner
 
+from edgekd.reporting.schema import ArtifactFacts
 from edgekd.stages.distill import StudentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -140,9 +141,11 @@ MOBILE_FORMATS = {
 }
 
 
-def built_artifacts(out: Path) -> dict[str, dict]:
-    """A finished build's artifacts by name, as its report.json lists them (fp32 first)."""
-    return {a["name"]: a for a in json.loads((out / "report.json").read_text())["artifacts"]}
+def built_artifacts(out: Path) -> dict[str, ArtifactFacts]:
+    """A finished build's artifacts by name, as its report lists them (fp32 first)."""
+    from edgekd.stages.report import load_report
+
+    return {a.name: a for a in load_report(out).artifacts}
 
 
 CLASSES = ["class_0", "class_1", "class_2"]  # write_image_folder's, at its default of 3

@@ -19,18 +19,11 @@ from edgekd.formats import artifact_of
 from edgekd.runtime import open_session
 from edgekd.stages.distill import load_student
 from edgekd.stages.export import ExportConfig, export
+from edgekd.stages.report import load_report
 from tests.helpers import MOBILE_FORMATS, PREPROCESSING, SIZE, built_artifacts, checkpoint, cli
 
 for module, extra in MOBILE_FORMATS.values():
     pytest.importorskip(module, reason=f"pip install 'edgekd[{extra}]'")
-
-
-@pytest.fixture(scope="module")
-def built(mobile_build):
-    """The session's build with every format of both QAT backends (conftest.mobile_build)."""
-    config, out, done = mobile_build
-    assert done.returncode == 0, done.stderr[-3000:]
-    return config, out, done
 
 
 @pytest.mark.slow
@@ -39,21 +32,21 @@ def built(mobile_build):
                             ("tflite", "student_fp32.tflite", "litert"),
                             ("ncnn", "student_fp32_ncnn/model.ncnn.param", "ncnn")],
 )  # fmt: skip
-def test_fp32_artifact_computes_the_model_and_carries_the_metadata(built, fmt, opens, runtime):
-    _, out, _ = built
+def test_fp32_artifact_computes_the_model_and_carries_the_metadata(mobile_build, fmt, opens, runtime):
+    _, out, _ = mobile_build
     artifact = built_artifacts(out)[f"{fmt}-fp32"]
-    assert artifact["path"] == str(out / "artifacts" / opens) and artifact["quantizer"] is None
-    assert artifact_of(artifact["path"]).format == fmt and artifact["runtime"] == runtime
+    assert artifact.path == str(out / "artifacts" / opens) and artifact.quantizer is None
+    assert artifact_of(artifact.path).format == fmt and artifact.runtime == runtime
     (student,) = (out / "work").glob("distill-*/student_fp32.pt")
     model, _ = load_student(student)
-    session = open_session(runtime, artifact["path"], 2)
+    session = open_session(runtime, artifact.path, 2)
     images = torch.randn(5, 3, SIZE, SIZE)
     with torch.no_grad():
         expected = model(images).numpy()
     assert abs(session.run(images.numpy()) - expected).max() < 1e-4
     assert session.input_shape() == [1, 3, SIZE, SIZE]
     meta = session.metadata()
-    classes = json.loads((out / "report.json").read_text())["data"]["classes"]
+    classes = load_report(out).data.classes
     assert json.loads(meta["classes"]) == classes and len(classes) == 10 and meta["precision"] == "fp32"
 
 
@@ -86,15 +79,15 @@ def test_the_kotlin_snippet_carries_the_tflite_artifacts_own_preprocessing(tmp_p
 
 
 @pytest.mark.slow
-def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(built):
+def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(mobile_build):
     from edgekd.quantizers.xnnpack import XnnpackBackend
 
-    _, out, _ = built
+    _, out, _ = mobile_build
     artifacts = built_artifacts(out)
     fp32, int8 = artifacts["ncnn-fp32"], artifacts["ncnn-int8"]
-    assert int8["path"] == str(out / "artifacts/student_int8_ncnn/model.ncnn.param") and int8["quantizer"] == "xnnpack"
-    assert int8["size_mb"] < 0.3 * fp32["size_mb"]  # int8 weights, as ncnn2int8 stores them
-    session = open_session("ncnn", int8["path"], 2)
+    assert int8.path == str(out / "artifacts/student_int8_ncnn/model.ncnn.param") and int8.quantizer == "xnnpack"
+    assert int8.size_mb < 0.3 * fp32.size_mb  # int8 weights, as ncnn2int8 stores them
+    session = open_session("ncnn", int8.path, 2)
     ran = session.executed_precision()
     assert ran["precision"] == "int8" and ran["int8_convs"] == ran["convs"] == 54  # SE blocks' included
     (trained,) = (out / "work").glob("quantize-xnnpack-*/student_int8_qat.pt")
@@ -113,8 +106,8 @@ def test_ncnn_int8_runs_the_qat_graphs_int8_convolutions(built):
 
 
 @pytest.mark.slow
-def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(built):
-    _, out, done = built
+def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_which(mobile_build):
+    _, out, done = mobile_build
     # the native libraries' own logs are kept out of edgekd's output
     for chatter in ("threadpool", "cpuinfo", "XNNPACK delegate", "pass_level", "LiteRT-Torch Convert"):
         assert chatter not in done.stderr + done.stdout, chatter
@@ -157,8 +150,8 @@ def test_build_trains_one_qat_per_backend_and_says_which_artifact_comes_from_whi
 
 
 @pytest.mark.slow
-def test_the_step_by_step_commands_are_the_builds_stages_and_export_each_backends_int8(tmp_path, built):
-    config, built_out, _ = built
+def test_the_step_by_step_commands_are_the_builds_stages_and_export_each_backends_int8(tmp_path, mobile_build):
+    config, built_out, _ = mobile_build
     out = tmp_path / "out"
     shutil.copytree(built_out / "work", out / "work")  # what the build trained (training itself: test_build_spec)
     distilled = cli("distill", "--config", str(config), "--out", str(out))
