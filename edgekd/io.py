@@ -136,6 +136,22 @@ def exclusive(folder: Path) -> Iterator[None]:
         fh.close()
 
 
+@contextmanager
+def waiting_for(path: Path, what: str) -> Iterator[None]:
+    """Holds an exclusive lock on `path` (a file left in place), waiting for another process that
+    holds it, saying so: two processes that need the same cache entry build it once."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            from edgekd.progress import log
+
+            log(f"waiting for another edgekd process building {what}")
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
 def save_torch(obj, final: Path) -> None:
     import torch  # here: predict, and the snippets' machinery, run without torch installed
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import numpy as np
 
 from edgekd.emulation import debian
 from edgekd.errors import EdgekdError
+from edgekd.io import cache_dir, waiting_for
 
 # qemu's model of the Raspberry Pi 5's core: dot-product and fp16 instructions, no SVE, like
 # the boards edgekd targets; onnxruntime's and OpenVINO's kernels choose their code paths by it
@@ -72,13 +72,9 @@ def wheels() -> list[str]:
     return ["numpy<2.3", *pins]  # numpy 2.3's aarch64 wheels need a newer qemu than Debian 12's 7.2
 
 
-def _cache() -> Path:
-    return Path(os.environ.get("EDGEKD_CACHE", Path.home() / ".cache" / "edgekd"))
-
-
 def rootfs_dir() -> Path:
     versions = "-".join(w.replace("==", "") for w in wheels()[1:])
-    return _cache() / f"arm-rootfs-{versions}"
+    return cache_dir() / f"arm-rootfs-{versions}"
 
 
 def _pip_download(pins: list[str], dest: Path, resolve: bool) -> list[Path]:
@@ -105,20 +101,19 @@ def _build_once(root: Path, what: str, fill) -> Path:
         return root
     from edgekd.progress import log
 
-    log(f"building {what} for ARM emulation in {root} (once)")
-    started = time.monotonic()
-    root.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=root.parent))
-    try:
-        manifest = fill(work)
-        (work / "fs" / ".complete").write_text(json.dumps(manifest | {"seconds": round(time.monotonic() - started)}))
+    with waiting_for(root.parent / f".{root.name}.lock", what):
+        if (root / ".complete").is_file():  # built by the process this one waited for
+            return root
+        log(f"building {what} for ARM emulation in {root} (once)")
+        started = time.monotonic()
+        work = Path(tempfile.mkdtemp(prefix=root.name + ".partial-", dir=root.parent))
         try:
+            manifest = fill(work)
+            seconds = round(time.monotonic() - started)
+            (work / "fs" / ".complete").write_text(json.dumps(manifest | {"seconds": seconds}))
             (work / "fs").rename(root)
-        except OSError:  # another build finished first: keep its copy
-            if not (root / ".complete").is_file():
-                raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     return root
 
 
@@ -129,7 +124,7 @@ def runtime_site(runtime: str) -> Path:
 
     session = session_class(runtime)
     pins = [f"{session.package}=={session.arm_release or runtime_version(runtime)}", *session.arm_site]
-    root = _cache() / f"arm-{pins[0].replace('==', '')}-{pins[1].replace('==', '')}"
+    root = cache_dir() / f"arm-{pins[0].replace('==', '')}-{pins[1].replace('==', '')}"
 
     def fill(work: Path) -> dict:
         wheels = _pip_download(pins, work / "wheels", resolve=False)

@@ -15,6 +15,8 @@ import lzma
 import os
 import re
 import tarfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -28,12 +30,28 @@ ROOTS = [f"python{PYTHON}-minimal", f"libpython{PYTHON}-stdlib", "libstdc++6", "
 UNNEEDED = {"debconf", "debconf-2.0", "perl-base", "dpkg", "tzdata", "media-types", "netbase", "readline-common"}
 
 
+# seconds between attempts: a mirror may refuse connections for a while, then serve again
+RETRY_AFTER = (5, 15, 45)
+
+
 def _get(url: str) -> bytes:
-    try:
-        with urllib.request.urlopen(url, timeout=120) as response:
-            return response.read()
-    except OSError as e:
-        raise EdgekdError(f"downloading {url} failed ({e}); set EDGEKD_DEBIAN_MIRROR to a reachable mirror") from e
+    waits = list(RETRY_AFTER)
+    while True:
+        try:
+            # an opener of its own reads the proxy settings now: urlopen's shared one keeps those
+            # of its first use in this process, even after they change
+            with urllib.request.build_opener().open(url, timeout=120) as response:
+                return response.read()
+        except OSError as e:
+            lasting = isinstance(e, urllib.error.HTTPError) and e.code < 500  # a missing file stays missing
+            if lasting or not waits:
+                fix = "set EDGEKD_DEBIAN_MIRROR to a reachable mirror"
+                raise EdgekdError(f"downloading {url} failed ({e}); {fix}") from e
+            from edgekd.progress import log
+
+            wait = waits.pop(0)
+            log(f"downloading {url} failed ({e}); trying again in {wait} s")
+            time.sleep(wait)
 
 
 def _index(arch: str) -> dict[str, dict[str, str]]:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from edgekd.emulation import _build_once, _cache, build_rootfs, cpu_rootfs, debian
+from edgekd.emulation import _build_once, build_rootfs, cpu_rootfs, debian
 from edgekd.errors import EdgekdError
+from edgekd.io import cache_dir
 
 # the plugin's columns, in its order: instruction classes; "wait", blocks holding a spin-wait
 # hint (idle polling); "syscall", system calls (a thread pool's futex waits and wakes)
@@ -89,13 +90,13 @@ def qemu_dir() -> Path:
                 shutil.rmtree(unused) if unused.is_dir() else unused.unlink()
         return {"packages": packages}
 
-    return _build_once(_cache() / "qemu-user-bookworm", "Debian 12's qemu-user (for instruction profiles)", fill)
+    return _build_once(cache_dir() / "qemu-user-bookworm", "Debian 12's qemu-user (for instruction profiles)", fill)
 
 
 def plugin() -> Path:
     """The plugin, compiled once per source version into the cache."""
     source = resources.files("edgekd.emulation").joinpath("insn_profile.c").read_bytes()
-    built = _cache() / f"insn_profile-{hashlib.sha256(source).hexdigest()[:12]}.so"
+    built = cache_dir() / f"insn_profile-{hashlib.sha256(source).hexdigest()[:12]}.so"
     if built.is_file():
         return built
     reason = unavailable()
