@@ -16,8 +16,12 @@ With `--float-depthwise`, a third artifact keeps the depthwise convolutions in f
 ignored scope, `insert_fake_quant(keep_float=...)`): the whole artifact's time, not the sum of
 its layers', says whether keeping a layer that is slower in int8 in float pays.
 
+With `--delegation`, the XNNPACK runtimes instead: for fp32 and edgekd's int8 (the PT2E QAT
+graph, converted untrained), how many XNNPACK partitions LiteRT's delegate and ExecuTorch's
+partitioner make, and which operators they leave to the runtime's own kernels.
+
     python benchmarks/int8_operators.py [--models mobilenet_v3_small mobilenet_v2] [--runs 200]
-                                        [--float-depthwise]
+                                        [--float-depthwise] [--delegation]
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from int8_vs_ptq import trained_like  # benchmarks/ is on sys.path when this script runs
+from int8_vs_ptq import edgekd_pt2e_int8, trained_like  # benchmarks/ is on sys.path when this script runs
 
 from edgekd.formats import Int8Inputs
 from edgekd.formats.onnx import torch2onnx
@@ -154,6 +158,63 @@ def medians(rounds: list[dict[str, Profiled]]) -> str:
     )
 
 
+def litert_outside_xnnpack(path: Path) -> tuple[int, Counter]:
+    """(XNNPACK partitions, operators LiteRT runs itself): the interpreter lists each partition as
+    a DELEGATE node beside the nodes it replaced; a node runs outside when its output reaches a
+    partition's input, or the model's output, without coming out of a partition."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=1)
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()
+    partitions = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    made = {t for p in partitions for t in p["outputs"]}
+    producer = {t: n for n in nodes if n["op_name"] != "DELEGATE" for t in n["outputs"]}
+    wanted = [t for p in partitions for t in p["inputs"]] + [d["index"] for d in interpreter.get_output_details()]
+    outside: dict[int, str] = {}
+    while wanted:
+        tensor = wanted.pop()
+        node = producer.get(tensor)
+        if node is not None and tensor not in made and node["index"] not in outside:
+            outside[node["index"]] = node["op_name"]
+            wanted += list(node["inputs"])
+    return len(partitions), Counter(outside.values())
+
+
+def executorch_outside_xnnpack(model: torch.nn.Module) -> tuple[int, Counter]:
+    """(XNNPACK partitions, operators left to ExecuTorch's portable kernels), from its own
+    delegation summary of the lowered program."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.devtools.backend_debug import get_delegation_info
+    from executorch.exir import to_edge_transform_and_lower
+
+    program = torch.export.export(model, (torch.zeros(1, 3, SIZE, SIZE),))
+    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
+    info = get_delegation_info(lowered.exported_program().graph_module)
+    rows = info.get_operator_delegation_dataframe().set_index("op_type")["occurrences_in_non_delegated_graphs"]
+    return info.num_delegated_subgraphs, Counter({op: n for op, n in rows.items() if n and op != "Total"})
+
+
+def delegation(name: str, target: str, folder: Path) -> None:
+    from edgekd.formats.tflite import torch2tflite
+    from edgekd.quantizers.xnnpack import with_int8_weights
+
+    model = trained_like(name, SIZE)
+    calibration = [torch.from_numpy(np.random.default_rng(i).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32))
+                   for i in range(8)]  # fmt: skip
+    int8 = edgekd_pt2e_int8(model, calibration, load_target(target).int8)
+    int8.eval()  # not inline: an exported graph's eval (torchao's) returns None
+    meta = {"input_size": json.dumps([SIZE, SIZE]), "precision": "fp32"}
+    for precision, graph in (("fp32", model), ("int8", int8)):
+        path = torch2tflite(graph, folder / f"{precision}.tflite", meta | {"precision": precision}, 17)
+        lowered = with_int8_weights(graph) if precision == "int8" else graph
+        for runtime, (partitions, outside) in (
+            ("litert", litert_outside_xnnpack(path)), ("executorch", executorch_outside_xnnpack(lowered))
+        ):  # fmt: skip
+            left = ", ".join(f"{op} x{n}" for op, n in outside.most_common()) or "nothing"
+            print(f"{name}, {runtime} {precision}: {partitions} XNNPACK partition(s); outside XNNPACK: {left}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="*", default=["mobilenet_v3_small", "mobilenet_v2"])
@@ -165,7 +226,13 @@ def main() -> None:
     parser.add_argument(
         "--float-depthwise", action="store_true", help="also int8 with the depthwise convolutions kept in float"
     )
+    parser.add_argument("--delegation", action="store_true", help="XNNPACK partitions of LiteRT and ExecuTorch instead")
     args = parser.parse_args()
+    if args.delegation:
+        for name in args.models:
+            with tempfile.TemporaryDirectory() as scratch:
+                delegation(name, args.target, Path(scratch))
+        return
     print(f"host: {cpu_name()}, {args.threads} threads, batch 1, {SIZE}x{SIZE}, {args.runs} profiled runs")
     image = np.random.default_rng(0).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32)
     for name in args.models:

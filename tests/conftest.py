@@ -1,9 +1,9 @@
 """Shared fixtures. Tests run offline on small data that edgekd makes (the embedded digits)
 or writes here; nothing is mocked: torch, onnxruntime and OpenVINO run for real.
 
-Under pytest-xdist (`-n 2`, the README's command) the workers of one run share edgekd's cache and
-the session's build: whichever worker comes first makes them, the other waits for it (a file
-lock) and reads the result."""
+Under pytest-xdist (`-n 2 --dist loadfile`, see the README) the workers of one run share
+edgekd's cache and the session's build: whichever worker comes first makes them, the other waits
+for it (a file lock) and reads the result."""
 
 from __future__ import annotations
 
