@@ -181,35 +181,30 @@ def litert_outside_xnnpack(path: Path) -> tuple[int, Counter]:
     return len(partitions), Counter(outside.values())
 
 
-def executorch_outside_xnnpack(model: torch.nn.Module) -> tuple[int, Counter]:
+def executorch_outside_xnnpack(model: torch.nn.Module, meta: dict[str, str]) -> tuple[int, Counter]:
     """(XNNPACK partitions, operators left to ExecuTorch's portable kernels), from its own
-    delegation summary of the lowered program."""
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    delegation summary of the program edgekd's ExecuTorch export lowers."""
     from executorch.devtools.backend_debug import get_delegation_info
-    from executorch.exir import to_edge_transform_and_lower
 
-    program = torch.export.export(model, (torch.zeros(1, 3, SIZE, SIZE),))
-    lowered = to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()])
-    info = get_delegation_info(lowered.exported_program().graph_module)
+    from edgekd.formats.executorch import lower_to_xnnpack
+
+    info = get_delegation_info(lower_to_xnnpack(model, meta).exported_program().graph_module)
     rows = info.get_operator_delegation_dataframe().set_index("op_type")["occurrences_in_non_delegated_graphs"]
     return info.num_delegated_subgraphs, Counter({op: n for op, n in rows.items() if n and op != "Total"})
 
 
 def delegation(name: str, target: str, folder: Path) -> None:
     from edgekd.formats.tflite import torch2tflite
-    from edgekd.quantizers.xnnpack import with_int8_weights
 
     model = trained_like(name, SIZE)
     calibration = [torch.from_numpy(np.random.default_rng(i).standard_normal((1, 3, SIZE, SIZE)).astype(np.float32))
                    for i in range(8)]  # fmt: skip
     int8 = edgekd_pt2e_int8(model, calibration, load_target(target).int8)
-    int8.eval()  # not inline: an exported graph's eval (torchao's) returns None
-    meta = {"input_size": json.dumps([SIZE, SIZE]), "precision": "fp32"}
     for precision, graph in (("fp32", model), ("int8", int8)):
-        path = torch2tflite(graph, folder / f"{precision}.tflite", meta | {"precision": precision}, 17)
-        lowered = with_int8_weights(graph) if precision == "int8" else graph
+        meta = {"input_size": json.dumps([SIZE, SIZE]), "precision": precision}
+        path = torch2tflite(graph, folder / f"{precision}.tflite", meta, ExportConfig().opset)
         for runtime, (partitions, outside) in (
-            ("litert", litert_outside_xnnpack(path)), ("executorch", executorch_outside_xnnpack(lowered))
+            ("litert", litert_outside_xnnpack(path)), ("executorch", executorch_outside_xnnpack(graph, meta))
         ):  # fmt: skip
             left = ", ".join(f"{op} x{n}" for op, n in outside.most_common()) or "nothing"
             print(f"{name}, {runtime} {precision}: {partitions} XNNPACK partition(s); outside XNNPACK: {left}")

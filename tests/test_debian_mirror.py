@@ -34,12 +34,18 @@ class Mirror(BaseHTTPRequestHandler):
         pass
 
 
+def fetch_from(monkeypatch, port: int) -> None:
+    """edgekd's downloads go to 127.0.0.1:`port`, trying again at once."""
+    monkeypatch.setattr(debian, "MIRROR", f"http://127.0.0.1:{port}/debian")
+    monkeypatch.setattr(debian, "RETRY_AFTER", (0, 0))
+
+
 @pytest.fixture
 def mirror(monkeypatch):
+    Mirror.answers = []  # none left over from another test
     server = ThreadingHTTPServer(("127.0.0.1", 0), Mirror)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setattr(debian, "MIRROR", f"http://127.0.0.1:{server.server_port}/debian")
-    monkeypatch.setattr(debian, "RETRY_AFTER", (0, 0))
+    fetch_from(monkeypatch, server.server_port)
     yield Mirror
     server.shutdown()
     server.server_close()
@@ -69,8 +75,7 @@ def test_a_mirror_that_refuses_connections_is_named_with_the_fix(monkeypatch):
     with socket.socket() as probe:  # a port nothing listens on once the probe closes
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setattr(debian, "MIRROR", f"http://127.0.0.1:{port}/debian")
-    monkeypatch.setattr(debian, "RETRY_AFTER", (0, 0))
+    fetch_from(monkeypatch, port)
     url = rf"127.0.0.1:{port}/debian/dists/bookworm/main/binary-arm64/Packages.xz"
     with pytest.raises(EdgekdError, match=rf"{url} failed \(<urlopen error .*refused.*EDGEKD_DEBIAN_MIRROR"):
         debian._index("arm64")

@@ -16,21 +16,26 @@ if TYPE_CHECKING:
     from torch import nn
 
 
-def torch2executorch(model: nn.Module, dest: Path, meta: dict[str, str], opset: int, int8=None) -> Path:
+def lower_to_xnnpack(model: nn.Module, meta: dict[str, str]):
+    """The model's program with XNNPACK's partitions delegated (ExecuTorch's edge program manager,
+    which also says what was delegated), before it is serialized."""
     import torch
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
     from edgekd.quantizers.xnnpack import with_int8_weights
 
-    example = example_input(meta)
     model.eval()  # not inline: an exported graph's eval (torchao's) returns None
     if meta["precision"] == "int8":
         model = with_int8_weights(model)
-    program = torch.export.export(model, (example,))
-    lowered = to_edge_transform_and_lower(
+    program = torch.export.export(model, (example_input(meta),))
+    return to_edge_transform_and_lower(
         program, partitioner=[XnnpackPartitioner()], constant_methods={"edgekd_metadata": json.dumps(meta)}
-    ).to_executorch()
+    )
+
+
+def torch2executorch(model: nn.Module, dest: Path, meta: dict[str, str], opset: int, int8=None) -> Path:
+    lowered = lower_to_xnnpack(model, meta).to_executorch()
     with atomic_path(dest) as tmp:
         tmp.write_bytes(lowered.buffer)
     return dest
