@@ -1,7 +1,9 @@
 """Distillation and quantization on CIFAR-10 with the shared ResNet-18 teacher, at a fixed budget.
 
 Three measurements, each side by side in one run (same data subset, epochs and recipe):
-  accuracy  for each student: alone (CE only) vs KD vs DKD (reference.md, section 1);
+  accuracy  for each student: alone (CE only) vs KD vs DKD vs DIST vs LS-KD (reference.md,
+            section 1), once per --seeds (data.seed: the subset, views, shuffle and initial
+            weights); the table gives each method's mean +- sd and its gain over alone per seed;
   epoch     seconds per training epoch: student alone vs KD with the teacher online vs KD
             reading cached teacher logits (data.augment_views), after the cache is built;
   int8      the KD student quantized: fp32 vs PTQ (NNCF without training; onnxruntime's
@@ -52,7 +54,7 @@ METHODS = {  # reference.md section 1
 
 def method(name: str, args) -> tuple[str, dict]:
     loss, params = METHODS[name]
-    if loss == "dkd":
+    if loss == "dkd" and args.dkd_warmup is not None:
         params = params | {"warmup_epochs": args.dkd_warmup}
     return loss, params
 
@@ -63,18 +65,23 @@ def timed(fn, *args, **kwargs):
     return result, time.perf_counter() - start
 
 
-def run_accuracy(args, data, teacher, out: Path) -> dict:
+def run_accuracy(args, data_for, teacher, out: Path) -> dict:
+    """Every student and method once per seed (data.seed: the subset, the views, the shuffle and the
+    student's initial weights), each seed in its own folder with its own teacher-logits cache."""
     results = {}
-    for student in args.students:
-        for name in args.methods:
-            loss, params = method(name, args)
-            cfg = DistillConfig(loss=loss, params=params, train=train_config(args, args.epochs))
-            folder = out / f"{student}-{name}"
-            folder.mkdir(parents=True, exist_ok=True)
-            path, seconds = timed(distill, cfg, StudentConfig(name=student), data, teacher, folder, out / "logits.npy")
-            acc = load_student(path)[1].val_accuracy
-            results[f"{student}/{name}"] = {"val_accuracy": acc, "seconds": round(seconds, 1), "path": str(path)}
-            print(f"{student:20s} {name:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
+    for seed in args.seeds:
+        data, where = data_for(seed), out / f"seed{seed}"
+        for student in args.students:
+            for name in args.methods:
+                loss, params = method(name, args)
+                cfg = DistillConfig(loss=loss, params=params, train=train_config(args, args.epochs))
+                folder = where / f"{student}-{name}"
+                folder.mkdir(parents=True, exist_ok=True)
+                student_cfg = StudentConfig(name=student)
+                path, seconds = timed(distill, cfg, student_cfg, data, teacher, folder, where / "logits.npy")
+                acc = load_student(path)[1].val_accuracy
+                results[f"{student}/{name}/seed{seed}"] = {"val_accuracy": acc, "seconds": round(seconds, 1)}
+                print(f"seed {seed} {student:20s} {name:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
     return results
 
 
@@ -196,9 +203,12 @@ def main() -> None:
     parser.add_argument("--train-samples", type=int, default=10000, help="a seeded subset; 0 = all 50k")
     parser.add_argument("--val-samples", type=int, default=2000, help="a seeded subset of test/; 0 = all 10k")
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data.seed of each repeat")
     parser.add_argument("--views", type=int, default=None, help="data.augment_views (default: --epochs)")
     parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--dkd-warmup", type=int, default=5, help="DKD warm-up epochs (the reference: 5 of 30)")
+    parser.add_argument(
+        "--dkd-warmup", type=float, default=None, help="DKD warm-up epochs (default: edgekd's, 1/12 of the run)"
+    )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--qat-epochs", type=int, default=1)
@@ -216,7 +226,11 @@ def main() -> None:
         "max_train_samples": args.train_samples or None,
         "max_val_samples": args.val_samples or None,
     }
-    data = load_data(DataConfig(**common, augment_views=args.views or args.epochs))
+
+    def data_for(seed: int):
+        return load_data(DataConfig(**common, seed=seed, augment_views=args.views or args.epochs))
+
+    data = data_for(args.seeds[0])
     print(f"data: {len(data.train)} train / {len(data.val)} val images, {data.views} fixed augmentations each")
     teacher = load_teacher(TeacherConfig(path=args.teacher, arch="resnet18", small_input=True), 10, 32, data.classes)
     print(f"teacher {args.teacher.name}: val accuracy {accuracy(*predict(teacher, data.loader('val'))):.2%}")
@@ -227,12 +241,12 @@ def main() -> None:
     report: dict = json.loads(results.read_text()) if results.is_file() else {}
     report["args"] = {k: str(v) for k, v in vars(args).items()}
     if "accuracy" not in args.skip:
-        report["accuracy"] = report.get("accuracy", {}) | run_accuracy(args, data, teacher, args.out)
+        report["accuracy"] = report.get("accuracy", {}) | run_accuracy(args, data_for, teacher, args.out)
     if "epoch" not in args.skip:
         online = load_data(DataConfig(**common))
         report["epoch"] = run_epoch_cost(args, data, online, teacher, args.out)
     if "int8" not in args.skip:
-        student = args.out / f"{args.students[0]}-kd" / "student_fp32.pt"
+        student = args.out / f"seed{args.seeds[0]}" / f"{args.students[0]}-kd" / "student_fp32.pt"
         if not student.is_file():
             distill(
                 DistillConfig(loss="kd", params=METHODS["kd"][1], train=train_config(args, args.epochs)),
@@ -240,7 +254,7 @@ def main() -> None:
                 data,
                 teacher,
                 student.parent,
-                args.out / "logits.npy",
+                student.parent.parent / "logits.npy",
             )
         report["int8"] = run_int8(args, data, teacher, student, args.out)
     results.write_text(json.dumps(report, indent=1, default=str))
@@ -249,16 +263,34 @@ def main() -> None:
 
 def print_summary(report: dict) -> None:
     if "accuracy" in report:
-        print("\n| student | " + " | ".join(METHODS) + " | best gain over alone |")
-        print("|" + " --- |" * (len(METHODS) + 2))
-        students = sorted({k.split("/")[0] for k in report["accuracy"]})
-        for s in students:
-            acc = {m: report["accuracy"].get(f"{s}/{m}", {}).get("val_accuracy") for m in METHODS}
-            cells = [f"{acc[m]:.2%}" if acc[m] is not None else "—" for m in METHODS]
-            ran = {m: a for m, a in acc.items() if a is not None and m != "alone"}
-            best = max(ran, key=ran.get) if ran else None
-            gain = f"{best} {(ran[best] - acc['alone']) * 100:+.2f} pt" if best and acc["alone"] else "—"
-            print(f"| {s} | {' | '.join(cells)} | {gain} |")
+        print(summary_table(report["accuracy"]))
+
+
+def summary_table(accuracy: dict) -> str:
+    """Markdown: per student, each method's mean test accuracy over the seeds +- its sample
+    standard deviation, and its gain over alone (mean of the per-seed differences, with their
+    range); and the wall time of all runs."""
+    runs: dict[tuple[str, str], dict[str, float]] = {}
+    for key, result in accuracy.items():
+        student, name, seed = key.split("/")
+        runs.setdefault((student, name), {})[seed] = result["val_accuracy"] * 100
+    seconds = sum(result["seconds"] for result in accuracy.values())
+    lines = [
+        "| student | method | seeds | accuracy (mean +- sd) | gain over alone (mean, range) |",
+        "|---|---|---|---|---|",
+    ]
+    for (student, name), by_seed in sorted(
+        runs.items(), key=lambda item: (item[0][0], list(METHODS).index(item[0][1]))
+    ):
+        values = np.array(list(by_seed.values()))
+        sd = values.std(ddof=1) if len(values) > 1 else float("nan")
+        alone = runs.get((student, "alone"), {})
+        gains = np.array([v - alone[seed] for seed, v in by_seed.items() if seed in alone])
+        gain = "-" if name == "alone" or not len(gains) else (
+            f"{gains.mean():+.2f} pt ({gains.min():+.2f} to {gains.max():+.2f})"
+        )  # fmt: skip
+        lines.append(f"| {student} | {name} | {len(values)} | {values.mean():.2f}% +- {sd:.2f} | {gain} |")
+    return "\n".join(["", *lines, f"\n{len(accuracy)} runs, {seconds / 60:.1f} min of training"])
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from typing import Optional
 
 import typer
 
+from edgekd import interrupts
 from edgekd.errors import EdgekdError
 from edgekd.formats import FORMATS
 
@@ -77,7 +78,8 @@ def user_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with interrupts.watched():
+                return fn(*args, **kwargs)
         except EdgekdError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(e.exit_code) from None

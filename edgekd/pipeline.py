@@ -12,6 +12,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
+from edgekd import interrupts
 from edgekd.config import PipelineConfig
 from edgekd.data.loading import Data, load_data
 from edgekd.errors import VerificationFailed
@@ -161,9 +162,12 @@ def _build(spec: BuildSpec, out: Path, resume: bool) -> Report | None:
     trained = load_trained(stages, data)
     students = trained.students
     artifacts = export(spec.export, students.models(), students.preprocessing, out / "artifacts", students.int8)
+    interrupts.check()  # between stages: a Ctrl-C a library swallowed stops the build here
     checks = verify(cfg.verify, artifacts, trained.references, data, spec.placement)
+    interrupts.check()
     artifact_facts = [ArtifactFacts(**a.to_dict(), verification=v) for a, v in zip(artifacts, checks)]
     tables = [target_table(cfg, artifacts, artifact_facts, each, out) for each in spec.tables]
+    interrupts.check()
     report = make_report(build_facts(cfg, spec.target.name, data, teacher, trained, artifact_facts, tables), out)
     write_report(report, out)
     fail_on_disagreement(checks, out)
@@ -177,7 +181,7 @@ def train_student(spec: BuildSpec, data: Data, teacher: Teacher, stages: Plan, r
     cfg = spec.config
     folder = stages.distill.open(resume)
     if not stages.distill.result.is_file():
-        distill(cfg.distill, cfg.student, data, teacher.model, folder, stages.logits_cache)
+        distill(cfg.distill, cfg.student, data, teacher.model, folder, stages.logits_cache, teacher.val_accuracy)
     for quantizer, stage in stages.quantize.items() if until == "quantize" else ():
         folder = stage.open(resume)
         if not stage.result.is_file():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import tempfile
 
 import numpy as np
 import onnx
@@ -216,3 +218,21 @@ def test_logits_stay_float_and_compute_the_same():
     )
     assert len(np.unique(before)) <= 256 < len(np.unique(after))  # no longer on an 8-bit grid
     assert np.abs(after - exact).mean() < np.abs(before - exact).mean()  # and nearer the float model
+
+
+def test_onnxruntime_sessions_leave_no_temporary_files(tmp_path, monkeypatch):
+    """Each session writes its optimized graph (to tell which kernels run): verify's sessions,
+    which never read it, had left one 2-6 MB file in /tmp each."""
+    (fp32,) = export(
+        ExportConfig(formats=["onnx"]), {"fp32": trained_like("shufflenet_v2_x0_5")}, PREPROCESSING, tmp_path
+    )
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    read = open_session("onnxruntime", fp32.path, 1)
+    assert read.executed_precision()["convs"] > 0
+    unread = open_session("onnxruntime", fp32.path, 1)
+    unread.run(np.zeros((1, 3, SIZE, SIZE), np.float32))
+    del read, unread
+    gc.collect()
+    assert list(temporary.iterdir()) == []

@@ -44,7 +44,8 @@ SCHEDULES_DONE = 10**6  # an epoch past every warm-up and schedule a loss config
 class DistillLoss(nn.Module):
     """Maps a batch's student logits, teacher logits and labels to a scalar loss.
 
-    `epoch` is set by the training loop before each epoch, for warm-ups and schedules.
+    `epoch` is set by the training loop before each step (epochs done, fractional), for warm-ups and
+    schedules; `run_epochs`, the run's length, scales the lengths the config leaves unset.
     Feature-based methods override `attach` to hook layers of both models (and may own
     learnable adapters: the loss's own parameters are trained with the student's).
     `uses_teacher_features` tells the distill stage it cannot replace the teacher's
@@ -60,12 +61,27 @@ class DistillLoss(nn.Module):
     def __init__(self, config: LossConfig):
         super().__init__()
         self.config = config
-        self.epoch = 0
+        self.epoch: float = 0  # epochs done before this step (fractional: the loop sets it every step)
+        self.run_epochs: int | None = None  # the run's length, set by the distill stage (`scaled_length`)
         self.spec: StudentSpec | None = None
 
     def ce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Cross-entropy on the labels, with the config's label smoothing."""
         return F.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
+
+    def scaled_length(self, chosen: float | None, share: float, unknown_run: float) -> float:
+        """A warm-up's or schedule's length in epochs: `chosen` when the config sets it, else `share`
+        of the run (the share the method's paper used), and at least one epoch, so that a short run
+        ramps as gently as a long one; `unknown_run` for a loss used outside a training run."""
+        if chosen is not None:
+            return chosen
+        if self.run_epochs is None:
+            return unknown_run
+        return max(share * self.run_epochs, 1.0)
+
+    def collapse_fix(self, train_section: str) -> str:
+        """The settings to change when a student collapses under this loss (`edgekd.training.collapse`)."""
+        return f"lower {train_section}.lr, or this loss's weights in distill.params"
 
     def skip_schedules(self) -> None:
         """Every warm-up and schedule at its end value, for fine-tuning a student that is

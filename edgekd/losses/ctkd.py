@@ -14,7 +14,8 @@ scripts/run_cifar_distill.sh): p starts at 1; T = t_start + t_end * sigmoid(p) w
 t_end 20 (here temperature_min 1, temperature_max 21); lambda from 0 to 1 over 10 epochs (their
 decay_max 0, decay_min -1, decay_loops 10 into a layer multiplying the gradient by that negative
 value); gamma 0.1, alpha 0.9 (ce_weight, kd_weight). Their epochs count from 1, ours from 0, so
-the curriculum starts at lambda_min (no adversary) in the first epoch.
+the curriculum starts at lambda_min (no adversary) at the first step, and rises step by step.
+Unset, `curriculum_epochs` is their share of the run, 10 of 240 epochs, and at least one epoch.
 """
 
 import math
@@ -26,6 +27,9 @@ from torch import nn
 from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl
 from edgekd.losses.kd import ALPHA_RENAMED
 from edgekd.losses.schedules import cosine_rise
+
+CURRICULUM_SHARE = 10 / 240  # the authors' CIFAR-100 recipe
+UNKNOWN_RUN_CURRICULUM = 10.0  # a loss used outside a run: the authors' 10 epochs
 
 
 class CTKDConfig(LossConfig):
@@ -40,7 +44,9 @@ class CTKDConfig(LossConfig):
     )
     lambda_min: float = Field(0.0, ge=0, description="gradient reversal strength in the first epoch")
     lambda_max: float = Field(1.0, ge=0, description="gradient reversal strength from curriculum_epochs on")
-    curriculum_epochs: int = Field(10, ge=1, description="epochs lambda takes to rise from lambda_min to lambda_max")
+    curriculum_epochs: float | None = Field(
+        None, gt=0, description="epochs lambda takes to rise to lambda_max; None: 1/24 of the run, at least 1"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "CTKDConfig":
@@ -82,7 +88,8 @@ class CTKD(DistillLoss):
     def reversal(self) -> float:
         """This epoch's lambda of the curriculum (its end after `skip_schedules`)."""
         c = self.config
-        return cosine_rise(c.lambda_min, c.lambda_max, self.epoch, c.curriculum_epochs)
+        length = self.scaled_length(c.curriculum_epochs, CURRICULUM_SHARE, UNKNOWN_RUN_CURRICULUM)
+        return cosine_rise(c.lambda_min, c.lambda_max, self.epoch, length)
 
     def learned_temperature(self) -> torch.Tensor:
         c = self.config

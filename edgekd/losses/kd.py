@@ -2,7 +2,7 @@
 
 Optional temperature schedules (edgekd.losses.schedules), by the options set:
 - `temperature_end` alone: linear from `temperature` T0 (epoch 0) to T1 = `temperature_end`
-  (epoch `schedule_epochs` and later): T(e) = T0 + (T1 - T0) * min(e / schedule_epochs, 1).
+  (epoch `schedule_epochs` and later, by default the run's end): T(e) = T0 + (T1 - T0) * min(e / schedule_epochs, 1).
 - `temperature_decay` d: exponential, T(e) = max(T0 * d^e, floor), the floor `temperature_end`
   when set, else 1 ("T0 = 10 halved every epoch": temperature 10, temperature_decay 0.5).
 Without either T is constant, as before.
@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from edgekd.losses.base import LOSSES, DistillLoss, LossConfig, soft_kl, standardized
 from edgekd.losses.schedules import check_temperature_schedule, temperature_at
 
+UNKNOWN_RUN_SCHEDULE = 10.0  # a loss used outside a run: the length edgekd used before scaling
 ALPHA_RENAMED = {
     "alpha": "write ce_weight = 1 - alpha and kd_weight = alpha (alpha = 0.9: ce_weight = 0.1, kd_weight = 0.9)"
 }
@@ -28,7 +29,9 @@ class KDConfig(LossConfig):
     temperature_end: float | None = Field(
         None, gt=0, description="final T: of the linear schedule, or the floor of the exponential one; None: constant T"
     )
-    schedule_epochs: int = Field(10, ge=1, description="epochs the linear schedule takes to reach temperature_end")
+    schedule_epochs: float | None = Field(
+        None, gt=0, description="epochs the linear schedule takes to reach temperature_end; None: the whole run"
+    )
     temperature_decay: float | None = Field(
         None, gt=0, lt=1, description="exponential schedule: T = temperature * temperature_decay^epoch, floored"
     )
@@ -51,7 +54,8 @@ class KD(DistillLoss):
 
     def temperature(self) -> float:
         c = self.config
-        return temperature_at(self.epoch, c.temperature, c.temperature_end, c.temperature_decay, c.schedule_epochs)
+        length = self.scaled_length(c.schedule_epochs, 1.0, UNKNOWN_RUN_SCHEDULE)
+        return temperature_at(self.epoch, c.temperature, c.temperature_end, c.temperature_decay, length)
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         c = self.config

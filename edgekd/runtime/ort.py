@@ -40,9 +40,11 @@ class OrtSession(Session):
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if reference:
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        self._optimized: tempfile.TemporaryDirectory | None = None
         if self.inspect_graph:  # the optimized graph tells which kernels onnxruntime really runs
-            self._optimized = tempfile.NamedTemporaryFile(suffix=".onnx", delete=False).name
-            options.optimized_model_filepath = self._optimized
+            # a folder removed with the session (or at exit), whether or not the graph is read
+            self._optimized = tempfile.TemporaryDirectory(prefix="edgekd-ort-")
+            options.optimized_model_filepath = os.path.join(self._optimized.name, "optimized.onnx")
         self.session = ort.InferenceSession(path, options, providers=self.providers)
         self.input_name = self.session.get_inputs()[0].name
 
@@ -54,13 +56,12 @@ class OrtSession(Session):
         return [1] + [int(d) for d in shape[1:]]
 
     def executed_precision(self) -> dict:
-        if not self.inspect_graph:
+        if self._optimized is None:
             return {}
         import onnx
 
-        graph = onnx.load(self._optimized, load_external_data=False).graph
-        os.unlink(self._optimized)
-        ops = Counter(node.op_type for node in graph.node)
+        optimized = os.path.join(self._optimized.name, "optimized.onnx")
+        ops = Counter(node.op_type for node in onnx.load(optimized, load_external_data=False).graph.node)
         kinds = []
         for op, count in ops.items():
             if op in ("QLinearConv", "ConvInteger"):

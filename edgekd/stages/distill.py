@@ -18,6 +18,7 @@ from edgekd.models import create_model
 from edgekd.progress import log
 from edgekd.training import distributed
 from edgekd.training.checkpoints import StudentCheckpoint
+from edgekd.training.collapse import CollapseGuard
 from edgekd.training.loop import TrainConfig, accuracy, fit, predict, seed_torch
 from edgekd.training.teacher_checks import check_finite
 
@@ -98,6 +99,7 @@ def distill(
     teacher: nn.Module,
     out_dir: Path,
     logits_cache: Path | None = None,
+    teacher_accuracy: float | None = None,
 ) -> Path:
     """Trains `student` against `teacher`; returns the student checkpoint `student_fp32.pt`.
 
@@ -105,6 +107,8 @@ def distill(
     a fresh student taught by generation g's; each finished generation g < N is kept as
     `student_gen{g}.pt` and reused by a rerun, and the last one is the result.
     `logits_cache`: where the given teacher's training-set logits are kept between epochs and runs.
+    `teacher_accuracy` (on the validation images), when known, also stops a student stuck at chance
+    (`edgekd.training.collapse`).
     """
     n, cache = cfg.generations, logits_cache
     for g in range(1, n + 1):
@@ -113,9 +117,10 @@ def distill(
             generation = f" generation {g}/{n}" if n > 1 else ""
             checkpoint = out_dir / ("distill.ckpt" if g == n else f"distill-gen{g}.ckpt")
             seed_torch(data.config.seed, g)  # the student's initial weights; each generation its own
-            _distill_one(cfg, student, data, teacher, path, checkpoint, cache, generation)
+            _distill_one(cfg, student, data, teacher, path, checkpoint, cache, generation, teacher_accuracy)
         if g < n:
-            teacher = load_student(path)[0]
+            teacher, teacher_ckpt = load_student(path)
+            teacher_accuracy = teacher_ckpt.val_accuracy
             if cache is not None:  # the given teacher's logits do not apply: this student's get their own
                 cache = out_dir / f"teacher-logits-{sha256(path)[:12]}.npy"
     return path
@@ -133,12 +138,14 @@ def train_with_teacher(
     schedules: bool = True,
     mixed_precision: bool = True,
     section: str = "distill.train",
+    teacher_accuracy: float | None = None,
 ) -> float:
     """The one distillation training loop, for distill and for QAT: attaches `loss` to both
     models, trains `model` (resuming from `checkpoint`), detaches, returns the val accuracy.
-    `schedules`: the loss's warm-ups and schedules follow the epochs; False starts them at their
+    `schedules`: the loss's warm-ups and schedules follow the run, step by step; False starts them at their
     end (a student already distilled). `label` may hold `{cached}`, filled when the teacher's
-    logits come from `logits_cache`. `section`: where `train` is set, for messages."""
+    logits come from `logits_cache`. `section`: where `train` is set, for messages.
+    `teacher_accuracy`: the teacher's on the validation images, when known, for the collapse guard."""
     loss.attach(model, teacher)
     teacher.eval()
     if not schedules:
@@ -147,18 +154,25 @@ def train_with_teacher(
     with distributed.main_first():  # rank 0 computes the cache, the others read it
         cache = teacher_logits_cache(teacher, data, logits_cache) if cached else None
 
-    def set_epoch(epoch: int) -> None:
-        loss.epoch = epoch
+    def set_position(epochs_done: float) -> None:
+        loss.epoch = epochs_done
 
+    loss.run_epochs = train.epochs  # the lengths of warm-ups and schedules the config leaves unset
     val = data.loader("val")
+    title = label.format(cached=", cached teacher" if cached else "")
+    guard = CollapseGuard(
+        title, loss.collapse_fix(section), len(data.classes),
+        student_accuracy=lambda trained: accuracy(*predict(trained, val)), teacher_accuracy=teacher_accuracy,
+    )  # fmt: skip
     fit(
         model,
         data.loader("train", shuffle=True, with_index=cached),
         distillation_step(loss, teacher, cache),
         train,
-        label.format(cached=", cached teacher" if cached else ""),
+        title,
         checkpoint=checkpoint,
-        on_epoch=set_epoch if schedules else None,
+        on_step=set_position if schedules else None,
+        check_epoch=guard,
         extra=loss,
         teacher=teacher,
         mixed_precision=mixed_precision,
@@ -179,12 +193,15 @@ def _distill_one(
     checkpoint: Path,
     logits_cache: Path | None,
     generation: str,
+    teacher_accuracy: float | None,
 ) -> None:
     spec = StudentSpec(student.name, len(data.classes), student.small_input, data.config.input_size)
     model = create_model(student.name, len(data.classes), student.small_input, student.weights)
     loss = create_loss(cfg.loss, cfg.params, spec)
     label = f"distill {student.name}{generation} ({cfg.loss}{{cached}})"
-    val_accuracy = train_with_teacher(model, loss, teacher, data, cfg.train, label, checkpoint, logits_cache)
+    val_accuracy = train_with_teacher(
+        model, loss, teacher, data, cfg.train, label, checkpoint, logits_cache, teacher_accuracy=teacher_accuracy
+    )
     if generation:
         log(f"distill{generation}: val accuracy {val_accuracy:.2%}")
     StudentCheckpoint(

@@ -20,6 +20,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
+from edgekd import interrupts
 from edgekd.errors import EdgekdError
 from edgekd.progress import log, progress
 from edgekd.training import compute, distributed
@@ -95,6 +96,8 @@ def fit(
     name: str,
     checkpoint: Path | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    on_step: Callable[[float], None] | None = None,
+    check_epoch: Callable[[int, int, nn.Module], None] | None = None,
     extra: nn.Module | None = None,
     teacher: nn.Module | None = None,
     mixed_precision: bool = True,
@@ -106,6 +109,8 @@ def fit(
     resuming from `checkpoint` when it exists. `teacher`: a frozen model that `loss_fn` runs.
     Each epoch seeds torch from (`seed`, epoch): a resumed run shuffles as an unbroken one would.
     `evaluate` scores the weights after each epoch, for `cfg.keep == "best"` (required then).
+    `on_epoch(epoch)` runs before each epoch, `on_step(epochs done, fractional)` before each step,
+    `check_epoch(epoch, epochs, model)` after each epoch, before its checkpoint (it may raise).
     `section`: where `cfg` is set (`distill.train`), for the message when the loss stops being finite.
 
     Runs on the training device (`edgekd.training.compute`; with `mixed_precision`, bf16 autocast and
@@ -149,7 +154,9 @@ def fit(
                     loader.sampler.set_epoch(epoch)  # a new shuffle (and view) every epoch
                 model.train()
                 running, seen = 0.0, 0
-                for batch in loader:
+                for step, batch in enumerate(loader):
+                    if on_step:
+                        on_step(epoch + step / len(loader))  # epochs done: warm-ups and schedules ramp per step
                     batch = compute.to_device(batch, device, channels_last=fast)
                     with compute.autocast(fast):
                         loss = loss_fn(trained, batch)
@@ -168,6 +175,8 @@ def fit(
                     running += value * len(batch[0])
                     seen += len(batch[0])
                     bar.update(task, advance=1, status=f"epoch {epoch + 1} loss {running / seen:.3f}")
+                if check_epoch is not None:  # may stop the run before this epoch is checkpointed
+                    check_epoch(epoch, cfg.epochs, model)
                 if cfg.keep == "best":
                     best = _better(best, ema.module if ema is not None else model, epoch + 1, evaluate, name, cfg)
                 if checkpoint is not None:
@@ -179,6 +188,7 @@ def fit(
                     if best is not None:
                         state["best"] = best
                     distributed.save(state | {"epoch": epoch + 1}, checkpoint)
+                interrupts.check()  # a Ctrl-C a library swallowed during the epoch stops here
         if best is not None:
             log(f"{name}: keeping epoch {best['epoch']}/{cfg.epochs} (val accuracy {best['score']:.2%})")
             model.load_state_dict(best["model"])
