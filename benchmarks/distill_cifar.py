@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.data.loading import DataConfig, load_data
+from edgekd.errors import EdgekdError
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache
@@ -67,10 +68,12 @@ def timed(fn, *args, **kwargs):
 
 def run_accuracy(args, data_for, teacher, out: Path) -> dict:
     """Every student and method once per seed (data.seed: the subset, the views, the shuffle and the
-    student's initial weights), each seed in its own folder with its own teacher-logits cache."""
+    student's initial weights), each seed in its own folder with its own teacher-logits cache.
+    A run the collapse guard stops is recorded as collapsed (its message), not as an accuracy."""
     results = {}
     for seed in args.seeds:
         data, where = data_for(seed), out / f"seed{seed}"
+        teacher_accuracy = accuracy(*predict(teacher, data.loader("val")))
         for student in args.students:
             for name in args.methods:
                 loss, params = method(name, args)
@@ -78,9 +81,15 @@ def run_accuracy(args, data_for, teacher, out: Path) -> dict:
                 folder = where / f"{student}-{name}"
                 folder.mkdir(parents=True, exist_ok=True)
                 student_cfg = StudentConfig(name=student)
-                path, seconds = timed(distill, cfg, student_cfg, data, teacher, folder, where / "logits.npy")
-                acc = load_student(path)[1].val_accuracy
-                results[f"{student}/{name}/seed{seed}"] = {"val_accuracy": acc, "seconds": round(seconds, 1)}
+                start, key = time.perf_counter(), f"{student}/{name}/seed{seed}"
+                try:
+                    path = distill(cfg, student_cfg, data, teacher, folder, where / "logits.npy", teacher_accuracy)
+                except EdgekdError as stopped:  # the collapse guard
+                    results[key] = {"collapsed": str(stopped), "seconds": round(time.perf_counter() - start, 1)}
+                    print(f"seed {seed} {student:20s} {name:6s} {stopped}", flush=True)
+                    continue
+                acc, seconds = load_student(path)[1].val_accuracy, time.perf_counter() - start
+                results[key] = {"val_accuracy": acc, "seconds": round(seconds, 1)}
                 print(f"seed {seed} {student:20s} {name:6s} val accuracy {acc:.2%}  ({seconds:.0f} s)", flush=True)
     return results
 
@@ -271,9 +280,14 @@ def summary_table(accuracy: dict) -> str:
     standard deviation, and its gain over alone (mean of the per-seed differences, with their
     range); and the wall time of all runs."""
     runs: dict[tuple[str, str], dict[str, float]] = {}
+    collapsed: dict[tuple[str, str], int] = {}
     for key, result in accuracy.items():
         student, name, seed = key.split("/")
-        runs.setdefault((student, name), {})[seed] = result["val_accuracy"] * 100
+        runs.setdefault((student, name), {})
+        if "collapsed" in result:
+            collapsed[student, name] = collapsed.get((student, name), 0) + 1
+        else:
+            runs[student, name][seed] = result["val_accuracy"] * 100
     seconds = sum(result["seconds"] for result in accuracy.values())
     lines = [
         "| student | method | seeds | accuracy (mean +- sd) | gain over alone (mean, range) |",
@@ -282,6 +296,10 @@ def summary_table(accuracy: dict) -> str:
     for (student, name), by_seed in sorted(
         runs.items(), key=lambda item: (item[0][0], list(METHODS).index(item[0][1]))
     ):
+        stopped = collapsed.get((student, name), 0)
+        if not by_seed:
+            lines.append(f"| {student} | {name} | {stopped} | collapsed in every seed (stopped) | - |")
+            continue
         values = np.array(list(by_seed.values()))
         sd = values.std(ddof=1) if len(values) > 1 else float("nan")
         alone = runs.get((student, "alone"), {})
@@ -289,7 +307,8 @@ def summary_table(accuracy: dict) -> str:
         gain = "-" if name == "alone" or not len(gains) else (
             f"{gains.mean():+.2f} pt ({gains.min():+.2f} to {gains.max():+.2f})"
         )  # fmt: skip
-        lines.append(f"| {student} | {name} | {len(values)} | {values.mean():.2f}% +- {sd:.2f} | {gain} |")
+        seeds = f"{len(values)}" + (f" (+{stopped} collapsed, stopped)" if stopped else "")
+        lines.append(f"| {student} | {name} | {seeds} | {values.mean():.2f}% +- {sd:.2f} | {gain} |")
     return "\n".join(["", *lines, f"\n{len(accuracy)} runs, {seconds / 60:.1f} min of training"])
 
 

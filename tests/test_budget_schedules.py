@@ -15,15 +15,15 @@ def at(name: str, params: dict, run_epochs: int | None, epochs_done: float):
     return loss
 
 
-@pytest.mark.parametrize("run_epochs, length", [(240, 20.0), (24, 2.0), (3, 1.0), (1, 1.0), (None, 5.0)])
-def test_dkd_warmup_is_the_papers_share_of_the_run_at_least_one_epoch(run_epochs, length):
+@pytest.mark.parametrize("run_epochs, length", [(240, 20.0), (120, 10.0), (24, 5.0), (3, 3.0), (1, 1.0), (None, 5.0)])
+def test_dkd_warmup_is_the_papers_share_of_the_run_at_least_five_epochs_or_the_run(run_epochs, length):
     assert at("dkd", {}, run_epochs, 0).warmup_length() == pytest.approx(length)
 
 
 def test_dkd_ramps_from_zero_step_by_step_over_a_short_run():
-    # 3 epochs: the warm-up is one epoch, half done half-way through the first epoch
-    weights = [at("dkd", {}, 3, done).warmup_weight() for done in (0.0, 0.5, 1.0, 2.5)]
-    assert weights == [0.0, 0.5, 1.0, 1.0]
+    # 3 epochs: the warm-up is the whole run, a third done after the first epoch
+    weights = [at("dkd", {}, 3, done).warmup_weight() for done in (0.0, 0.75, 1.5, 3.0)]
+    assert weights == [0.0, 0.25, 0.5, 1.0]
     assert at("dkd", {"warmup_epochs": 0}, 3, 0).warmup_weight() == 1.0  # no warm-up
     assert at("dkd", {"warmup_epochs": 4}, 3, 0).warmup_length() == 4  # set by the user: kept
 

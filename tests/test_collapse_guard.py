@@ -57,11 +57,12 @@ def test_a_collapsing_student_stops_before_its_epoch_is_checkpointed(tmp_path):
     assert torch.load(checkpoint, weights_only=False)["epoch"] == 2  # the collapsed epoch was not written
 
 
-def test_stuck_at_chance_from_the_third_epoch_while_the_teacher_knows_better():
-    scores = iter([0.10, 0.11, 0.10])
+def test_stuck_near_chance_from_the_third_epoch_while_the_teacher_knows_better():
+    # DKD with a one-epoch ramp, 3 epochs at lr 0.1, CIFAR-10 (teacher 91.6%): 12.8%
+    scores = iter([0.10, 0.11, 0.128])
     stuck = CollapseGuard("distill s (dkd)", "fix it", CLASSES, lambda m: next(scores), 0.9)
     stuck(0, 3, None), stuck(1, 3, None)  # the first two epochs are allowed to be slow
-    with pytest.raises(EdgekdError, match=r"epoch 3/3 \(val accuracy is 10.0%, chance is 10.0%, the teacher's 90.0%\)"):
+    with pytest.raises(EdgekdError, match=r"epoch 3/3 \(val accuracy is 12.8%, chance is 10.0%, the teacher's 90.0%\)"):
         stuck(2, 3, None)
 
 
@@ -70,7 +71,7 @@ def test_stuck_at_chance_from_the_third_epoch_while_the_teacher_knows_better():
     [
         ([0.30, 0.20, 0.35], 0.9),  # a dip, not half of the best
         ([0.10, 0.10, 0.10], 0.2),  # a teacher near chance (the tests' random teachers): nothing to learn
-        ([0.10, 0.10, 0.13], 0.9),  # slow: above a fifth over chance on the third epoch
+        ([0.10, 0.10, 0.16], 0.9),  # slow: above 1.5 times chance on the third epoch
         ([0.10, 0.10, 0.10], None),  # the teacher's accuracy unknown (a benchmark's own loop)
     ],
 )
@@ -85,5 +86,5 @@ def test_dkd_names_its_warmup_and_nckd_weight():
     loss = create_loss("dkd", {"nckd_weight": 8.0})
     loss.run_epochs = 3
     assert loss.collapse_fix("distill.train") == (
-        "lengthen distill.params.warmup_epochs (now 1) or lower distill.params.nckd_weight (now 8) or distill.train.lr"
+        "lengthen distill.params.warmup_epochs (now 3) or lower distill.params.nckd_weight (now 8) or distill.train.lr"
     )

@@ -69,15 +69,16 @@ class DistillLoss(nn.Module):
         """Cross-entropy on the labels, with the config's label smoothing."""
         return F.cross_entropy(logits, target, label_smoothing=self.config.label_smoothing)
 
-    def scaled_length(self, chosen: float | None, share: float, unknown_run: float) -> float:
+    def scaled_length(self, chosen: float | None, share: float, unknown_run: float, at_least: float = 1.0) -> float:
         """A warm-up's or schedule's length in epochs: `chosen` when the config sets it, else `share`
-        of the run (the share the method's paper used), and at least one epoch, so that a short run
-        ramps as gently as a long one; `unknown_run` for a loss used outside a training run."""
+        of the run (the share the method's paper used), and at least `at_least` epochs or the whole
+        run when shorter, so that a short run ramps as gently as a long one; `unknown_run` for a
+        loss used outside a training run."""
         if chosen is not None:
             return chosen
         if self.run_epochs is None:
             return unknown_run
-        return max(share * self.run_epochs, 1.0)
+        return max(share * self.run_epochs, min(at_least, self.run_epochs))
 
     def collapse_fix(self, train_section: str) -> str:
         """The settings to change when a student collapses under this loss (`edgekd.training.collapse`)."""

@@ -3,9 +3,10 @@ one line naming the method, the epoch and the setting to change, so that no repo
 a collapsed student. A build trains no student alone to compare with, so the student is compared
 with itself and with chance: it collapsed when its validation accuracy falls below half of its
 best epoch's (once that was at least twice chance), or when from the third epoch on it is still
-within a fifth of chance while the teacher (when its accuracy is known) is at least three times
+below one and a half times chance while the teacher (when its accuracy is known) is at least three times
 chance (DKD at full NCKD weight
-from the first step at lr 0.1: 11.6% on CIFAR-10 after 3 epochs, beside 37.7% alone)."""
+from the first step at lr 0.1: 11.6% on CIFAR-10 after 3 epochs, beside 37.7% alone; 12.8% with
+a one-epoch ramp from 0)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ class CollapseGuard:
         self.best = max(self.best, score)
         if fell:
             why = f"val accuracy fell to {score:.1%} from {self.best:.1%}"
-        elif epoch >= 2 and score <= 1.2 * chance and (self.teacher_accuracy or 0) >= 3 * chance:
+        elif epoch >= 2 and score <= 1.5 * chance and (self.teacher_accuracy or 0) >= 3 * chance:
             why = f"val accuracy is {score:.1%}, chance is {chance:.1%}, the teacher's {self.teacher_accuracy:.1%}"
         else:
             return
