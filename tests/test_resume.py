@@ -52,14 +52,25 @@ class Run:
         args = ["build", "--target", "x86", "--config", str(self.config), "--data", str(self.data)]
         return [sys.executable, "-m", "edgekd", *args, "--out", str(self.out), *extra]
 
-    def start(self, *extra: str, **kwargs) -> subprocess.Popen:
+    def start(self, *extra: str, in_child=None) -> subprocess.Popen:
+        """The build in its own process, with SIGINT as a terminal gives it, and `in_child()` run
+        there before it starts."""
+
+        def prepare() -> None:
+            # a pytest-xdist worker was seen with SIGINT ignored (left so by an earlier test or
+            # library), which a child inherits and Python keeps: the build then never saw Ctrl-C
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            if in_child is not None:
+                in_child()
+
         env = os.environ | {"COLUMNS": "400"}  # log lines unwrapped
         return subprocess.Popen(
-            self.command(*extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, **kwargs
-        )
+            self.command(*extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            preexec_fn=prepare,
+        )  # fmt: skip
 
-    def run(self, *extra: str, **kwargs) -> subprocess.CompletedProcess:
-        process = self.start(*extra, **kwargs)
+    def run(self, *extra: str, in_child=None) -> subprocess.CompletedProcess:
+        process = self.start(*extra, in_child=in_child)
         stdout, stderr = process.communicate(timeout=900)
         return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
@@ -114,7 +125,7 @@ def killed_at(run) -> int:
     "runs", "a file-size limit hit while checkpointing", "stops naming the file; the previous checkpoint stays whole"
 )
 def test_full_disk_stops_cleanly_and_keeps_the_last_checkpoint(run, killed_at):
-    done = run.run("--resume", preexec_fn=limit_file_size)
+    done = run.run("--resume", in_child=limit_file_size)
     checkpoint = run.one("distill-*/distill.ckpt")
     assert_one_line_error(done, f"cannot write {checkpoint}", "File too large", "rerun with --resume")
     assert f"resuming after epoch {killed_at}/{DISTILL_EPOCHS}" in done.stderr
