@@ -216,7 +216,10 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=None, help="data.augment_views (default: --epochs)")
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument(
-        "--dkd-warmup", type=float, default=None, help="DKD warm-up epochs (default: edgekd's, 1/12 of the run)"
+        "--dkd-warmup",
+        type=float,
+        default=None,
+        help="DKD warm-up epochs (default: edgekd's, 1/12 of the run, at least 5 or the run)",
     )
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)

@@ -31,7 +31,9 @@ class DKDConfig(LossConfig):
     nckd_weight: float = Field(8.0, ge=0, description="weight of NCKD (the paper's beta)")
     temperature: float = Field(4.0, gt=0)
     warmup_epochs: float | None = Field(
-        None, ge=0, description="epochs over which TCKD and NCKD ramp in from 0; None: 1/12 of the run, at least 5"
+        None,
+        ge=0,
+        description="epochs over which TCKD and NCKD ramp in from 0; None: 1/12 of the run, at least 5 or the run",
     )
     standardize: bool = Field(False, description="z-score each image's logits before T (logit standardization)")
 

@@ -159,11 +159,12 @@ def train_with_teacher(
 
     loss.run_epochs = train.epochs  # the lengths of warm-ups and schedules the config leaves unset
     val = data.loader("val")
+
+    def val_accuracy(trained: nn.Module) -> float:
+        return accuracy(*predict(trained, val))
+
     title = label.format(cached=", cached teacher" if cached else "")
-    guard = CollapseGuard(
-        title, loss.collapse_fix(section), len(data.classes),
-        student_accuracy=lambda trained: accuracy(*predict(trained, val)), teacher_accuracy=teacher_accuracy,
-    )  # fmt: skip
+    guard = CollapseGuard(title, loss.collapse_fix(section), len(data.classes), val_accuracy, teacher_accuracy)
     fit(
         model,
         data.loader("train", shuffle=True, with_index=cached),
@@ -177,11 +178,11 @@ def train_with_teacher(
         teacher=teacher,
         mixed_precision=mixed_precision,
         seed=data.config.seed,
-        evaluate=lambda trained: accuracy(*predict(trained, val)),  # for train.keep = "best"
+        evaluate=val_accuracy,  # for train.keep = "best"
         section=section,
     )
     loss.detach()
-    return accuracy(*predict(model, val))
+    return val_accuracy(model)
 
 
 def _distill_one(

@@ -3,10 +3,9 @@ one line naming the method, the epoch and the setting to change, so that no repo
 a collapsed student. A build trains no student alone to compare with, so the student is compared
 with itself and with chance: it collapsed when its validation accuracy falls below half of its
 best epoch's (once that was at least twice chance), or when from the third epoch on it is still
-below one and a half times chance while the teacher (when its accuracy is known) is at least three times
-chance (DKD at full NCKD weight
-from the first step at lr 0.1: 11.6% on CIFAR-10 after 3 epochs, beside 37.7% alone; 12.8% with
-a one-epoch ramp from 0)."""
+below one and a half times chance while the teacher (when its accuracy is known) is at least
+three times chance (DKD at full NCKD weight from the first step at lr 0.1: 11.6% on CIFAR-10
+after 3 epochs, beside 37.7% alone; 12.8% with a one-epoch ramp from 0)."""
 
 from __future__ import annotations
 
