@@ -38,6 +38,7 @@ import numpy as np
 
 from edgekd.data.loading import DataConfig, load_data
 from edgekd.errors import EdgekdError
+from edgekd.io import save_text
 from edgekd.quantizers.nncf import insert_fake_quant, qdq_export_mode
 from edgekd.runtime import open_session
 from edgekd.stages.distill import DistillConfig, StudentConfig, distill, load_student, teacher_logits_cache
@@ -306,7 +307,7 @@ def main() -> None:
     # finished students are reused, so delete a student's folder to train it again
     results = args.out / "results.json"
     report: dict = json.loads(results.read_text()) if results.is_file() else {}
-    report["args"] = {k: str(v) for k, v in vars(args).items()}
+    report["args"] = vars(args)  # as given (paths written as text): summary() reads seeds and students back
     if "accuracy" not in args.skip:
         report["accuracy"] = report.get("accuracy", {}) | run_accuracy(args, data_for, test_data, teacher, args.out)
     if "epoch" not in args.skip:
@@ -352,7 +353,7 @@ def summary(report: dict, val_images: int, test_images: int) -> str:
     from edgekd.reporting.environment import cpu_name
 
     lines = [summary_table(report["accuracy"])] if "accuracy" in report else []
-    student = report["args"]["students"].strip("[]").split(",")[0].strip(" '")
+    student = report["args"]["students"][0]
     chosen = best_method(report.get("accuracy", {}), student)
     if chosen:
         lines.append(
@@ -369,7 +370,7 @@ def int8_table(int8: dict, args: dict) -> str:
     """The student's rows (not the teacher's, which only check the export) beside its fp32."""
     accuracy = int8["accuracy"]
     fp32 = accuracy["fp32 (PyTorch)"]
-    seed = args["seeds"].strip("[]").split(",")[0].strip()
+    seed = args["seeds"][0]
     who = f"the {int8['method']} student" if "method" in int8 else "the student"
     rows = [f"| int8 of {who} (seed {seed}) | test accuracy | minus fp32 |", "|---|---|---|"]
     for name, value in accuracy.items():
@@ -400,7 +401,7 @@ def write_readme_block(readme: Path, label: str, body: str) -> None:
     blocks[label] = body.strip()
     ordered = sorted(blocks.items(), key=lambda block: int(block[0].split()[0]))  # smallest budget first
     inner = "".join(f"\n#### {title}\n\n{content}\n" for title, content in ordered)
-    readme.write_text(f"{head}{BEGIN}\n{inner}\n{END}{tail}")
+    save_text(f"{head}{BEGIN}\n{inner}\n{END}{tail}", readme)
 
 
 def print_summary(report: dict) -> None:
