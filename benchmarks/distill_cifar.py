@@ -344,7 +344,7 @@ def main() -> None:
         start = time.perf_counter()
         report["int8"] = run_int8(args, data, test_data, teacher, student, name, args.out)
         report["int8"] |= {"seconds": round(time.perf_counter() - start, 1), "method": name}
-    results.write_text(json.dumps(report, indent=1, default=str))
+    save_text(json.dumps(report, indent=1, default=str), results)
     print_summary(report)
     if args.readme:
         label = f"{len(data.train)} training images, {args.epochs} epochs"
@@ -383,13 +383,18 @@ def summary(report: dict, val_images: int, test_images: int) -> str:
     return "\n".join(lines)
 
 
+def row_order(name: str) -> int:
+    """Tables list methods in METHODS' order, then the --variant rows."""
+    order = list(METHODS)
+    return order.index(name) if name in order else len(order)
+
+
 def settings_table(accuracy: dict, methods: dict) -> str:
     """Markdown: the loss and its full settings (edgekd's defaults filled in) behind each row, as
     `methods` recorded them when they ran (else as METHODS has them now)."""
     from edgekd.losses import LOSSES
 
-    order = list(METHODS)
-    names = sorted({key.split("/")[1] for key in accuracy}, key=lambda n: order.index(n) if n in order else len(order))
+    names = sorted({key.split("/")[1] for key in accuracy}, key=row_order)
     rows = ["\n| method | loss | settings |", "|---|---|---|"]
     for name in names:
         if name not in methods and name not in METHODS:
@@ -466,14 +471,11 @@ def summary_table(accuracy: dict) -> str:
         else:
             runs[student, name][seed] = result.get("test_accuracy", result["val_accuracy"]) * 100
     seconds = sum(result["seconds"] or 0 for result in accuracy.values())
-    order = list(METHODS)
     lines = [
         "| student | method | seeds | test accuracy (mean +- sd) | gain over alone (mean, range) | val mean | s/run |",
         "|---|---|---|---|---|---|---|",
     ]
-    for (student, name), by_seed in sorted(
-        runs.items(), key=lambda item: (item[0][0], order.index(item[0][1]) if item[0][1] in order else len(order))
-    ):
+    for (student, name), by_seed in sorted(runs.items(), key=lambda item: (item[0][0], row_order(item[0][1]))):
         stopped = collapsed.get((student, name), 0)
         if not by_seed:
             lines.append(f"| {student} | {name} | {stopped} | collapsed in every seed (stopped) | - | - | - |")
